@@ -32,3 +32,4 @@ export: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_ops.py
+	$(BIN)/python benchmarks/bench_data.py
