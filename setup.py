@@ -24,7 +24,9 @@ setuptools.setup(
     license='Apache-2.0',
     url=cfg['git_url'],
     python_requires=f">={cfg['min_python']}",
-    packages=setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']),
+    # namespace discovery, so data folders without __init__.py (depthnb/data/splits) are packages and their
+    # files, listed in MANIFEST.in, are installed as package data
+    packages=setuptools.find_namespace_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*'], exclude=['*.__pycache__']),
     include_package_data=True,
     install_requires=cfg.get('requirements', '').split(),
     extras_require={'dev': cfg.get('dev_requirements', '').split()},
