@@ -1,0 +1,8 @@
+"""The methods: each is a `depthnb.engine.Method` (networks + named loss terms + stages).
+
+`METHODS` maps the short names that `depthnb train --method NAME` accepts to 'module:Class' paths; any
+other method can be named by its 'module:Class' path directly.
+"""
+METHODS = {
+
+}
