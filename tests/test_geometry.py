@@ -23,25 +23,7 @@ from depthnb.geometry import (backproject, depth_to_disp, disp_to_depth, fb_occl
                               mirror_stereo, pixel_grid, pose_vec_to_mat, project, resize_disparity, rigid_flow,
                               sample, splat_disparity, warp_by_disparity, warp_by_flow, warp_by_pose)
 
-CUDA = torch.cuda.is_available()
-
-
-@pytest.fixture(params=['cpu'] + (['cuda'] if CUDA else []))  # the CPU path always runs; CUDA where there is one
-def device(request):
-    return torch.device(request.param)
-
-
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
-
-
-def rand(*shape, seed=0, dtype=torch.float64, lo=0., hi=1.):
-    "Uniform [lo, hi) on CPU from a private generator (device-independent values)."
-    return lo + (hi - lo) * torch.rand(*shape, generator=gen(seed), dtype=dtype)
-
-
-def np_(t):
-    return t.detach().cpu().numpy()
+from conftest import CUDA, gen, np_, rand  # noqa: F401  (the device fixture comes from conftest)
 
 
 def intrinsics(fx=7., fy=5.5, cx=3.3, cy=2.2, b=1, dtype=torch.float64):

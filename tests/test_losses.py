@@ -23,26 +23,8 @@ from depthnb.losses import (edge_aware_smoothness, feature_reconstruction, gauss
                             masked_mean, min_reprojection, multiscale_epe, occlusion_bce, photometric_error, ssim,
                             total_variation)
 
-CUDA = torch.cuda.is_available()
+from conftest import CUDA, gen, np_, rand  # noqa: F401  (the device fixture comes from conftest)
 C1, C2 = 0.01 ** 2, 0.03 ** 2
-
-
-@pytest.fixture(params=['cpu'] + (['cuda'] if CUDA else []))  # the CPU path always runs; CUDA where there is one
-def device(request):
-    return torch.device(request.param)
-
-
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
-
-
-def rand(*shape, seed=0, dtype=torch.float64, lo=0., hi=1.):
-    "Uniform [lo, hi) on CPU from a private generator (device-independent values)."
-    return lo + (hi - lo) * torch.rand(*shape, generator=gen(seed), dtype=dtype)
-
-
-def np_(t):
-    return t.detach().cpu().numpy().astype(np.float64)
 
 
 def tol(dtype, f64=1e-12, f32=2e-6):
