@@ -86,3 +86,31 @@ def test_bad_input(tmp_path):
     save_checkpoint(tmp_path / 'other.pt', dict(method='dispnet-supervised', model={}))
     with pytest.raises(CheckpointError, match="checkpoint of 'dispnet-supervised', not of 'toy'"):
         Trainer(Toy(), {'train': ToyData()}, config(tmp_path / 'x')).fit(resume=tmp_path / 'other.pt')
+
+
+def test_evaluation_callback_tensorboard_and_images(tmp_path):
+    "eval_every runs the evaluate callback; losses, metrics and images reach log.jsonl and TensorBoard."
+    from depthnb.engine import from_dict, TrainConfig
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    class WithVisuals(Toy):
+        def visuals(self, batch):
+            return {'pred': self.infer(batch['left'][:1])['disp'][0].expand(3, -1, -1).sigmoid()}
+
+    cfg = from_dict(TrainConfig, dict(method='tests.engine_toy:Toy', out=str(tmp_path), batch_size=4, progress=False,
+                                      tensorboard=True, log_every=1, image_every=2, eval_every=2, ckpt_every=0,
+                                      stages=[dict(steps=4, lr=1e-2)]))
+    calls = []
+    def evaluate(method, trainer):
+        calls.append(trainer.step)
+        assert not method.training
+        return {'mae': 1.0 / trainer.step}
+    torch.manual_seed(0)
+    hist = Trainer(WithVisuals(), {'train': ToyData()}, cfg, evaluate=evaluate).fit()
+    assert calls == [2, 4]
+    assert [h['eval/mae'] for h in hist if 'eval/mae' in h] == [0.5, 0.25]
+    acc = EventAccumulator(str(tmp_path / 'tb'), size_guidance={'images': 10}); acc.Reload()
+    assert {'loss', 'loss/l1', 'eval/mae', 'lr'} <= set(acc.Tags()['scalars'])
+    assert 'pred' in acc.Tags()['images'] and len(acc.Images('pred')) == 2
+    lines = (tmp_path / 'log.jsonl').read_text().splitlines()
+    assert len(lines) == 6                                                   # 4 training records + 2 evaluations
