@@ -16,13 +16,14 @@ Writes benchmarks/results/data.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
+
+from _results import write_results
 
 import torch
 import torch.nn as nn
@@ -129,9 +130,7 @@ def main(argv=None):
           f'{res["render_to_step_ratio"]:.3f} (target < 0.25)')
     print(f'one batch rendered on the fly with {args.workers} workers: {fly_batch_s:.2f} s → ratio '
           f'{res["on_the_fly_render_to_step_ratio"]:.2f}')
-    out = Path(args.out); out.parent.mkdir(parents=True, exist_ok=True)
-    tmpf = out.with_suffix('.json.tmp'); tmpf.write_text(json.dumps(res, indent=2) + '\n'); os.replace(tmpf, out)
-    print(f'wrote {out}')
+    write_results(res, args.out)
     return res
 
 

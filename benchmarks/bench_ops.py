@@ -11,12 +11,13 @@ measured under the same conditions. Prints a table and writes benchmarks/results
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import time
 from pathlib import Path
+
+from _results import write_results
 
 import torch
 import torch.nn as nn
@@ -166,9 +167,7 @@ def main(argv=None):
           f"{res['ssim_speedup_vs_kornia']:.2f}×")
     print(f"monodepth2 SSIM / warp cost: {res['ssim_to_warp_ratio_monodepth2']:.1f}×; loss |depthnb − monodepth2| = "
           f"{res['loss_abs_diff']:.2e}, SSIM max diff {ssim_diff:.2e}")
-    out = Path(args.out); out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix('.json.tmp'); tmp.write_text(json.dumps(res, indent=2) + '\n'); os.replace(tmp, out)
-    print(f'wrote {out}')
+    write_results(res, args.out)
     return res
 
 

@@ -17,7 +17,6 @@ Prints a table and writes benchmarks/results/train.json (`step_time_ratio_vs_mon
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -27,6 +26,8 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
+
+from _results import write_results
 
 import torch
 import torch.nn.functional as F
@@ -151,9 +152,7 @@ def main(argv=None):
             row[f'{hh}x{ww}_ms'] = 1e3 * latency(net, (x, x) if stereo else (x,))
         res['inference'][name] = row
         print(f"{name:10s} {row['params'] / 1e6:10.2f} {row['192x640_ms']:11.1f} {row['384x1248_ms']:12.1f}")
-    out = Path(args.out); out.parent.mkdir(parents=True, exist_ok=True)
-    tmpf = out.with_suffix('.json.tmp'); tmpf.write_text(json.dumps(res, indent=2) + '\n'); os.replace(tmpf, out)
-    print(f'wrote {out}')
+    write_results(res, args.out)
     return res
 
 
