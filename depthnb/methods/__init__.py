@@ -5,4 +5,5 @@ other method can be named by its 'module:Class' path directly.
 """
 METHODS = {
     'supervised': 'depthnb.methods.supervised:SupervisedStereo',
+    'dfr': 'depthnb.methods.dfr:DFR',
 }
