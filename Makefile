@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(BIN)/depthnb demo --out demo_out
 
 test: $(STAMP)
-	$(BIN)/nbdev_test --n_workers 2
+	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2
 	$(BIN)/python -m pytest -q tests/
 
 export: $(STAMP)

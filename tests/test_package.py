@@ -11,7 +11,9 @@ ROOT = Path(__file__).resolve().parents[1]
 MODULES = ['depthnb', 'depthnb.core', 'depthnb.geometry', 'depthnb.losses', 'depthnb.metrics',
            'depthnb.warp_check', 'depthnb.cli', 'depthnb.viz', 'depthnb.data.io', 'depthnb.data.synthetic',
            'depthnb.data.datasets', 'depthnb.models', 'depthnb.engine', 'depthnb.api',
-           'depthnb.methods.supervised', 'depthnb.methods.dfr']
+           'depthnb.methods.supervised', 'depthnb.methods.dfr', 'depthnb.demo', 'depthnb.analysis.regions',
+           'depthnb.analysis.matching', 'depthnb.analysis.gradients', 'depthnb.analysis.occlusion',
+           'depthnb.analysis.metrics_resampling']
 
 BLOCK_DEV_TOOLS = """
 import sys, importlib.abc
