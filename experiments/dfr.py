@@ -18,7 +18,8 @@ import yaml
 
 from depthnb.core import seed_everything
 from depthnb.engine import Trainer, TrainConfig, build_datasets, from_dict, to_dict
-from depthnb.methods.dfr import DFR, VARIANTS, evaluate_sets, evaluation_sets, experiment_config, render_caches
+from depthnb.methods.dfr import (DFR, VARIANTS, evaluate_sets, evaluation_sets, experiment_config, motorcycle_factor_for,
+                                 render_caches)
 
 
 def main(argv=None):
@@ -63,7 +64,7 @@ def main(argv=None):
         results['variants'][v] = r | {'train_seconds': round(train_s, 1), 'config': cfg_dict}
         print(f'{v}: ' + ', '.join(f"{k} EPE {x['epe']:.3f} D1 {x['d1']:.4f}" for k, x in r.items()), flush=True)
         results['setup'] = dict(size=list(size), steps=a.steps, batch_size=a.batch_size, lr=a.lr, width=a.width,
-                                n_train=a.n_train, n_eval=a.n_eval, eval_seed=1000, motorcycle_factor=2,
+                                n_train=a.n_train, n_eval=a.n_eval, eval_seed=1000, motorcycle_factor=motorcycle_factor_for(size[1]),
                                 labelled='FlyingObjects (seed 0, cached)', unlabelled='Street (seed 0, cached; labels unused)',
                                 device=str(next(method.parameters()).device), torch=torch.__version__,
                                 threads=torch.get_num_threads(), python=platform.python_version(),
