@@ -56,9 +56,9 @@ def main(argv=None):
         seed_everything(cfg.seed)
         method = DFR(**cfg.method_args)
         resume = run if (run / 'last.pt').is_file() else None
-        t = time.time()
         Trainer(method, build_datasets(cfg), cfg).fit(resume=resume)
-        train_s = time.time() - t
+        log = (run / 'log.jsonl').read_text().splitlines()
+        train_s = json.loads(log[-1])['time'] if log else float('nan')   # training seconds (an earlier, finished run: its own)
         method.eval()
         r = evaluate_sets(method, sets)
         results['variants'][v] = r | {'train_seconds': round(train_s, 1), 'config': cfg_dict}
