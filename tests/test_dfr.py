@@ -29,7 +29,7 @@ def test_losses_go_down_on_a_fixed_batch(variant, batches, device):
         for b in ((lab,) if variant == 'supervised' else (lab, unl)):
             terms = m.losses(b, stage)
             opt.zero_grad(); sum(terms.values()).backward(); opt.step()
-            hist.append({k: float(v) for k, v in terms.items()})
+            hist.append({k: float(v.detach()) for k, v in terms.items()})
     for k in hist[0]:
         series = [h[k] for h in hist if k in h]
         first, last = sum(series[:3]) / 3, sum(series[-5:]) / 5
