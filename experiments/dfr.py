@@ -30,6 +30,7 @@ def main(argv=None):
     p.add_argument('--batch-size', type=int, default=8)
     p.add_argument('--lr', type=float, default=3e-4)
     p.add_argument('--width', type=int, default=32)
+    p.add_argument('--seed', type=int, default=0, help='training seed (initialisation and batch order; the data stay the same)')
     p.add_argument('--n-train', type=int, default=1200)
     p.add_argument('--n-eval', type=int, default=100)
     p.add_argument('--cache', default='data_cache')
@@ -49,7 +50,7 @@ def main(argv=None):
     results = json.loads(out.read_text()) if out.is_file() else {'variants': {}, 'setup': {}}
     for v in a.variants:
         run = Path(a.runs) / v
-        cfg_dict = experiment_config(v, run, size, a.steps, a.batch_size, a.lr, a.n_train, a.cache, a.width)
+        cfg_dict = experiment_config(v, run, size, a.steps, a.batch_size, a.lr, a.n_train, a.cache, a.width, a.seed)
         Path(a.configs).mkdir(parents=True, exist_ok=True)
         (Path(a.configs) / f'{v}.yaml').write_text(yaml.safe_dump(cfg_dict, sort_keys=False))
         cfg = from_dict(TrainConfig, cfg_dict)
@@ -63,7 +64,7 @@ def main(argv=None):
         r = evaluate_sets(method, sets)
         results['variants'][v] = r | {'train_seconds': round(train_s, 1), 'config': cfg_dict}
         print(f'{v}: ' + ', '.join(f"{k} EPE {x['epe']:.3f} D1 {x['d1']:.4f}" for k, x in r.items()), flush=True)
-        results['setup'] = dict(size=list(size), steps=a.steps, batch_size=a.batch_size, lr=a.lr, width=a.width,
+        results['setup'] = dict(size=list(size), seed=a.seed, steps=a.steps, batch_size=a.batch_size, lr=a.lr, width=a.width,
                                 n_train=a.n_train, n_eval=a.n_eval, eval_seed=1000, motorcycle_factor=motorcycle_factor_for(size[1]),
                                 labelled='FlyingObjects (seed 0, cached)', unlabelled='Street (seed 0, cached; labels unused)',
                                 device=str(next(method.parameters()).device), torch=torch.__version__,
