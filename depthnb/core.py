@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['seed_everything', 'get_device', 'DepthnbInputError', 'check_tensor', 'check_finite', 'check_positive', 'check_range',
-           'check_image', 'check_same_size', 'as_batch_param']
+__all__ = ['seed_everything', 'get_device', 'atomic_write', 'DepthnbInputError', 'check_tensor', 'check_finite', 'check_positive',
+           'check_range', 'check_image', 'check_same_size', 'as_batch_param']
 
 # %% ../nbs/00_core.ipynb #b672918f
 def seed_everything(seed: int, deterministic: bool = False) -> int:
@@ -38,6 +40,26 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
         try: return torch.device(device)
         except (RuntimeError, TypeError) as e: raise DepthnbInputError(f'device: cannot parse {device!r} ({e})') from None
     return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+
+# %% ../nbs/00_core.ipynb #64d347e8
+def atomic_write(path: str | os.PathLike, content: str | bytes | Callable[[Path], object]) -> Path:
+    """Write `content` to `path` atomically: a temporary file in the same folder, `fsync`, then `os.replace`.
+
+    `content` is text, bytes, or a function that writes the temporary file given its path (e.g.
+    `lambda p: torch.save(obj, p)`). On any failure the temporary file is removed and `path` is untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp')
+    try:
+        if isinstance(content, str): tmp.write_text(content, encoding='utf-8')
+        elif isinstance(content, (bytes, bytearray)): tmp.write_bytes(content)
+        else: content(tmp)
+        with open(tmp, 'rb+') as f: os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
 
 # %% ../nbs/00_core.ipynb #0a0a6a43
 class DepthnbInputError(ValueError):
