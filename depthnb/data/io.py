@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import os
 import struct
-import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
-from PIL import Image
 
-from ..core import DepthnbInputError
+from ..core import DepthnbInputError, atomic_write
 
 # %% auto #0
 __all__ = ['FLO_MAGIC', 'CITYSCAPES_TRAIN_CLASSES', 'CITYSCAPES_IGNORE', 'CITYSCAPES_LABELID_TO_TRAINID', 'read_image',
@@ -26,204 +25,275 @@ __all__ = ['FLO_MAGIC', 'CITYSCAPES_TRAIN_CLASSES', 'CITYSCAPES_IGNORE', 'CITYSC
 
 # %% ../../nbs/10_data_io.ipynb #b26109a0
 _PathLike = str | os.PathLike
+# what low-level reading code raises on a bad file (UnicodeDecodeError is a ValueError, RecursionError a
+# RuntimeError); `_reading` turns each into a DepthnbInputError
+_LOW_LEVEL_ERRORS = (OSError, ValueError, ArithmeticError, struct.error, RuntimeError, KeyError, IndexError)
 
 @contextmanager
 def _reading(path: _PathLike, what: str):
     "Turn any error raised while reading `path` into a `DepthnbInputError` naming the path and `what`."
-    try: yield
-    except DepthnbInputError: raise
-    except FileNotFoundError: raise DepthnbInputError(f'{what}: file not found: {path}') from None
-    except IsADirectoryError: raise DepthnbInputError(f'{what}: expected a file, got a directory: {path}') from None
-    except (OSError, ValueError, struct.error, RuntimeError, KeyError, IndexError) as e:
+    try:
+        yield
+    except DepthnbInputError:
+        raise
+    except FileNotFoundError:
+        raise DepthnbInputError(f'{what}: file not found: {path}') from None
+    except IsADirectoryError:
+        raise DepthnbInputError(f'{what}: expected a file, got a directory: {path}') from None
+    except _LOW_LEVEL_ERRORS as e:
         raise DepthnbInputError(f'{what}: cannot read {path} ({type(e).__name__}: {e})') from None
 
 def _bad(path: _PathLike, what: str, msg: str) -> DepthnbInputError:
+    "The error for a file that could be read but is malformed."
     return DepthnbInputError(f'{what}: {path}: {msg}')
 
 def _np(a, name: str) -> np.ndarray:
     "A NumPy array from an array-like or a (CPU or CUDA) tensor."
-    if isinstance(a, torch.Tensor): a = a.detach().cpu().numpy()
-    try: return np.asarray(a)
-    except Exception as e: raise DepthnbInputError(f'{name} must be array-like, got {type(a).__name__} ({e})') from None
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().numpy()
+    try:
+        return np.asarray(a)
+    except Exception as e:
+        raise DepthnbInputError(f'{name} must be array-like, got {type(a).__name__} ({e})') from None
+
+# %% ../../nbs/10_data_io.ipynb #6a3f9b21
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+_JPEG_SIGNATURE = b'\xff\xd8\xff'
+_SIGNATURES = {'PNG': _PNG_SIGNATURE, 'JPEG': _JPEG_SIGNATURE}
+_PNG_COLOUR_TYPES = {0: ('grey', 1), 2: ('RGB', 3), 3: ('palette', 1), 4: ('grey+alpha', 2), 6: ('RGBA', 4)}
+_MAX_EXPANSION = 1032  # deflate's largest expansion (RFC 1951: a 258-byte match costs at least 2 bits)
+_JPEG_FLOOR = 1 << 24  # bytes that any JPEG may decode to, however small its file
+_JPEG_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # SOF0…SOF15, not DHT, JPG, DAC
+_JPEG_MAX_SCANS = 256  # libjpeg's progressive files have about 10; each scan is a pass over the whole image
+
+def _png_header(path: _PathLike, what: str, data: np.ndarray) -> dict:
+    """The IHDR fields of the PNG bytes `data`: `width`, `height`, `depth` (bits per sample), `colour_type`,
+    `interlace`. Refuses a header whose scanlines (`height·(1 + ⌈width·samples·depth/8⌉)` bytes) could not
+    be inflated from a file of this size, and chunks that run past the end of the file."""
+    head = data[:29].tobytes()
+    if len(head) < 29 or head[8:16] != struct.pack('>I', 13) + b'IHDR':
+        raise _bad(path, what, 'damaged PNG header (no IHDR chunk after the signature)')
+    width, height, depth, colour_type, _, _, interlace = struct.unpack('>IIBBBBB', head[16:29])
+    if colour_type not in _PNG_COLOUR_TYPES or depth not in (1, 2, 4, 8, 16):
+        raise _bad(path, what, f'damaged PNG header (colour type {colour_type}, bit depth {depth})')
+    samples = _PNG_COLOUR_TYPES[colour_type][1]
+    scanlines = height * (1 + (width * samples * depth + 7) // 8)
+    if width == 0 or height == 0 or scanlines > _MAX_EXPANSION * data.size:
+        raise _bad(path, what, f'the header declares {width}×{height} pixels, which a {data.size}-byte '
+                               'PNG cannot hold (damaged header?)')
+    _check_png_chunks(path, what, data)
+    return dict(kind='PNG', width=width, height=height, depth=depth, colour_type=colour_type,
+                interlace=interlace)
+
+def _check_png_chunks(path: _PathLike, what: str, data: np.ndarray) -> None:
+    """Refuse PNG bytes whose chunks (length, type, data, CRC) run past the end of the file: OpenCV 5
+    allocates a chunk's declared length before reading it (4 GB for a damaged 143-byte file)."""
+    pos = 8
+    while pos < data.size:
+        if pos + 12 > data.size:
+            raise _bad(path, what, f'damaged PNG file (truncated chunk at byte {pos})')
+        length = int.from_bytes(data[pos:pos + 4].tobytes(), 'big')
+        if length > 2**31 - 1 or pos + 12 + length > data.size:
+            raise _bad(path, what, f'damaged PNG file (a chunk at byte {pos} declares {length} bytes, '
+                                   f'the file has {data.size - pos - 12} left)')
+        if data[pos + 4:pos + 8].tobytes() == b'IEND':
+            return
+        pos += 12 + length
+    raise _bad(path, what, 'damaged PNG file (no IEND chunk: truncated?)')
+
+def _jpeg_header(path: _PathLike, what: str, data: np.ndarray) -> dict:
+    """`width`, `height`, `channels` and `depth` of the first frame header (SOFn) of the JPEG bytes `data`,
+    found by walking the marker segments before it. Refuses a frame that decodes to more than
+    max(`_JPEG_FLOOR`, `_MAX_EXPANSION` · file size) bytes, and more than `_JPEG_MAX_SCANS` scans (start
+    of scan markers `FF DA`; the entropy-coded data never holds them)."""
+    scans = int(np.count_nonzero((data[:-1] == 0xFF) & (data[1:] == 0xDA)))
+    if scans > _JPEG_MAX_SCANS:
+        raise _bad(path, what, f'{scans} scans, more than the {_JPEG_MAX_SCANS} that depthnb decodes')
+    pos = 2
+    while pos + 4 <= data.size and data[pos] == 0xFF:
+        marker = int(data[pos + 1])
+        if marker == 0xFF:  # a fill byte
+            pos += 1
+            continue
+        if marker == 0xDA:  # start of scan: image data before any frame header
+            break
+        if marker in _JPEG_FRAME_MARKERS:
+            frame = data[pos + 4:pos + 10].tobytes()
+            if len(frame) < 6:
+                break
+            depth, height, width, channels = struct.unpack('>BHHB', frame)
+            decoded = height * width * channels * (2 if depth > 8 else 1)
+            if decoded == 0 or decoded > max(_JPEG_FLOOR, _MAX_EXPANSION * data.size):
+                raise _bad(path, what, f'the header declares {width}×{height}×{channels} samples, which a '
+                                       f'{data.size}-byte JPEG cannot hold (damaged header?)')
+            return dict(kind='JPEG', width=width, height=height, channels=channels, depth=depth)
+        pos += 2 + (int(data[pos + 2]) << 8 | int(data[pos + 3]))
+    raise _bad(path, what, 'damaged JPEG header (no frame header)')
+
+def _cv2_message(e: Exception) -> str:
+    "The last line of an OpenCV error (the others are OpenCV's source location)."
+    lines = str(e).strip().splitlines()
+    return lines[-1] if lines else type(e).__name__
+
+def _imdecode(path: _PathLike, what: str, kinds=('PNG', 'JPEG')) -> tuple[np.ndarray, dict]:
+    """Decode an image file of one of `kinds` ('PNG', 'JPEG') with OpenCV, unchanged: H×W (grey) or H×W×C
+    in BGR(A) order, uint8 or uint16. Returns the pixels and the header fields (`_png_header`,
+    `_jpeg_header`)."""
+    with _reading(path, what):
+        data = np.fromfile(path, dtype=np.uint8)
+    kind = next((k for k in kinds if data[:len(_SIGNATURES[k])].tobytes() == _SIGNATURES[k]), None)
+    if kind is None:
+        raise _bad(path, what, f'not a {" or ".join(kinds)} file (it starts with {data[:8].tobytes()!r})')
+    header = _png_header(path, what, data) if kind == 'PNG' else _jpeg_header(path, what, data)
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error as e:
+        raise _bad(path, what, f'OpenCV cannot decode this {kind} file ({_cv2_message(e)})') from None
+    if img is None:
+        raise _bad(path, what, f'damaged {kind} file (OpenCV cannot decode it)')
+    if img.dtype not in (np.uint8, np.uint16):
+        raise _bad(path, what, f'unexpected {img.dtype} pixels')
+    return img, header
+
+def _describe(img: np.ndarray) -> str:
+    channels = 1 if img.ndim == 2 else img.shape[2]
+    return f'{channels} channel(s) of {img.dtype}'
+
+def _imencode(path: _PathLike, what: str, img: np.ndarray, ext: str) -> None:
+    "Encode `img` (H×W or H×W×C, BGR(A) order) with OpenCV as `ext` ('.png', '.jpg', …); write it atomically."
+    try:
+        ok, buf = cv2.imencode(ext, img)
+    except cv2.error as e:
+        raise DepthnbInputError(f'{what}: cannot write {path} as {ext!r} ({_cv2_message(e)})') from None
+    if not ok:
+        raise DepthnbInputError(f'{what}: OpenCV could not encode {path} as {ext!r}')
+    atomic_write(path, buf.tobytes())
 
 # %% ../../nbs/10_data_io.ipynb #bd809559
 def read_image(path: _PathLike) -> torch.Tensor:
-    "Read an image file as a float32 3×H×W tensor in [0, 1] (RGB)."
-    with _reading(path, 'image'):
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ('I;16', 'I;16B', 'I;16L', 'I'):
-                a = np.asarray(im, dtype=np.float32) / 65535.
-                a = np.repeat(a[..., None], 3, axis=-1)
-            else:
-                a = np.asarray(im.convert('RGB'), dtype=np.float32) / 255.
-    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
+    "Read a PNG or JPEG image as a float32 3×H×W tensor in [0, 1] (RGB)."
+    img, _ = _imdecode(path, 'image')
+    if img.ndim == 2:
+        img = img[..., None]
+    if img.shape[2] <= 2:
+        rgb = np.repeat(img[..., :1], 3, axis=-1)  # grey (and alpha)
+    else:
+        rgb = img[..., 2::-1]  # BGR(A) → RGB
+    a = np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32)
+    return torch.from_numpy(a / np.float32(65535. if img.dtype == np.uint16 else 255.))
 
 def write_image(path: _PathLike, img) -> None:
-    "Write a 3×H×W (or H×W) float image in [0, 1] (tensor or array) as an 8-bit file; the format follows the suffix."
+    "Write a 3×H×W (or H×W) float image in [0, 1] (tensor or array) as an 8-bit file of the suffix's format."
     a = _np(img, 'img').astype(np.float32)
-    if a.ndim == 3 and a.shape[0] in (1, 3): a = a.transpose(1, 2, 0)
-    if a.ndim == 3 and a.shape[-1] == 1: a = a[..., 0]
+    if a.ndim == 3 and a.shape[0] in (1, 3):
+        a = a.transpose(1, 2, 0)
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] != 3):
         raise DepthnbInputError(f'img must be 3×H×W, H×W×3 or H×W, got shape {a.shape}')
-    Image.fromarray(np.clip(np.round(a * 255), 0, 255).astype(np.uint8)).save(path)
+    pixels = np.clip(np.round(np.nan_to_num(a) * 255), 0, 255).astype(np.uint8)
+    bgr = pixels[..., ::-1] if pixels.ndim == 3 else pixels
+    _imencode(path, 'write_image', np.ascontiguousarray(bgr), Path(path).suffix)
 
 # %% ../../nbs/10_data_io.ipynb #cbe518fc
+def _pfm_header(path: _PathLike, f) -> tuple[bytes, int, int, float]:
+    "The header of an open PFM file: kind (b'PF' or b'Pf'), width, height, scale."
+    what = 'PFM'
+    tokens = []
+    for _ in range(4):  # the header takes three lines, whatever the whitespace
+        if len(tokens) >= 4:
+            break
+        line = f.readline(256)
+        if not line:
+            break
+        tokens += line.split()
+    if len(tokens) != 4 or tokens[0] not in (b'PF', b'Pf'):
+        raise _bad(path, what, f"bad header {b' '.join(tokens[:4])!r}: expected 'PF' or 'Pf', "
+                               'width height, scale')
+    try:
+        width, height, scale = int(tokens[1]), int(tokens[2]), float(tokens[3])
+    except ValueError:
+        raise _bad(path, what, f'bad header {b" ".join(tokens)!r}: width, height must be ints, '
+                               'scale a float') from None
+    if width <= 0 or height <= 0 or scale == 0 or not np.isfinite(scale):
+        raise _bad(path, what, f'bad header: width {width}, height {height}, scale {scale}')
+    return tokens[0], width, height, scale
+
 def read_pfm(path: _PathLike) -> np.ndarray:
     "Read a PFM file as float32 H×W ('Pf') or H×W×3 ('PF'), top row first; `inf` values are kept."
     what = 'PFM'
     with _reading(path, what), open(path, 'rb') as f:
-        tokens, lines = [], 0
-        while len(tokens) < 4 and lines < 4:
-            line = f.readline(256)
-            if not line: break
-            tokens += line.split(); lines += 1
-        if len(tokens) != 4 or tokens[0] not in (b'PF', b'Pf'):
-            raise _bad(path, what, f"bad header {b' '.join(tokens[:4])!r}: expected 'PF' or 'Pf', width height, scale")
-        try: w, h, scale = int(tokens[1]), int(tokens[2]), float(tokens[3])
-        except ValueError: raise _bad(path, what, f'bad header {b" ".join(tokens)!r}: width, height must be ints, scale a float') from None
-        if w <= 0 or h <= 0 or scale == 0 or not np.isfinite(scale):
-            raise _bad(path, what, f'bad header: width {w}, height {h}, scale {scale}')
-        c = 3 if tokens[0] == b'PF' else 1
+        kind, w, h, scale = _pfm_header(path, f)
         data = f.read()
+    c = 3 if kind == b'PF' else 1
     n = w * h * c * 4
-    if len(data) != n: raise _bad(path, what, f'expected {n} bytes of data for {w}×{h}×{c}, found {len(data)}')
+    if len(data) != n:
+        raise _bad(path, what, f'expected {n} bytes of data for {w}×{h}×{c}, found {len(data)}')
     a = np.frombuffer(data, dtype='<f4' if scale < 0 else '>f4').reshape((h, w, c) if c == 3 else (h, w))
     return np.ascontiguousarray(a[::-1]).astype(np.float32)
 
 def write_pfm(path: _PathLike, arr, scale: float = 1.0) -> None:
-    "Write a float H×W or H×W×3 array (or tensor) as little-endian PFM (header scale `-scale`, rows bottom to top)."
+    "Write a float H×W or H×W×3 array (or tensor) as little-endian PFM (scale `-scale`, rows bottom to top)."
     a = _np(arr, 'arr').astype(np.float32)
-    if a.ndim == 3 and a.shape[-1] == 1: a = a[..., 0]
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
     if not (a.ndim == 2 or (a.ndim == 3 and a.shape[-1] == 3)):
         raise DepthnbInputError(f'write_pfm: arr must be H×W or H×W×3, got shape {a.shape}')
-    if not scale > 0: raise DepthnbInputError(f'write_pfm: scale must be positive, got {scale}')
+    if not scale > 0:
+        raise DepthnbInputError(f'write_pfm: scale must be positive, got {scale}')
     header = f"{'PF' if a.ndim == 3 else 'Pf'}\n{a.shape[1]} {a.shape[0]}\n{-float(scale)}\n".encode()
-    with open(path, 'wb') as f:
-        f.write(header); f.write(np.ascontiguousarray(a[::-1]).astype('<f4').tobytes())
+    atomic_write(path, header + np.ascontiguousarray(a[::-1]).astype('<f4').tobytes())
 
 # %% ../../nbs/10_data_io.ipynb #8384871a
 def read_kitti_png(path: _PathLike, scale: float = 256.) -> tuple[np.ndarray, np.ndarray]:
     "Read a KITTI 16-bit PNG: `(values float32 H×W = png/scale, 0 where invalid; valid bool H×W = png > 0)`."
     what = 'KITTI 16-bit PNG'
-    with _reading(path, what):
-        with Image.open(path) as im:
-            im.load()
-            if im.mode not in ('I;16', 'I;16B', 'I;16L', 'I'):
-                raise _bad(path, what, f'expected a 16-bit single-channel PNG, got mode {im.mode!r}')
-            raw = np.asarray(im).astype(np.int64)
-    valid = raw > 0
-    return (raw / scale).astype(np.float32), valid
+    raw, _ = _imdecode(path, what, ('PNG',))
+    if raw.ndim != 2 or raw.dtype != np.uint16:
+        raise _bad(path, what, f'expected a 16-bit single-channel PNG, got {_describe(raw)}')
+    return (raw / scale).astype(np.float32), raw > 0
 
 def write_kitti_png(path: _PathLike, values, valid=None, scale: float = 256.) -> None:
     """Write a H×W map as a KITTI 16-bit PNG (`round(value·scale)`, 0 where not `valid`).
 
     `valid` defaults to finite positive values; a valid value must encode to 1…65535."""
     v = _np(values, 'values').astype(np.float64)
-    if v.ndim != 2: raise DepthnbInputError(f'write_kitti_png: values must be H×W, got shape {v.shape}')
+    if v.ndim != 2:
+        raise DepthnbInputError(f'write_kitti_png: values must be H×W, got shape {v.shape}')
     ok = np.isfinite(v) & (v > 0) if valid is None else _np(valid, 'valid').astype(bool)
-    if ok.shape != v.shape: raise DepthnbInputError(f'write_kitti_png: valid has shape {ok.shape}, values {v.shape}')
+    if ok.shape != v.shape:
+        raise DepthnbInputError(f'write_kitti_png: valid has shape {ok.shape}, values {v.shape}')
     raw = np.where(ok, np.round(np.where(ok, v, 0) * scale), 0)
-    bad = ok & ((raw < 1) | (raw > 65535))
+    bad = ok & ~((raw >= 1) & (raw <= 65535))  # also NaN
     if bad.any():
-        raise DepthnbInputError(f'write_kitti_png: {int(bad.sum())} valid value(s) outside [{1 / scale:g}, {65535 / scale:g}]'
-                                f' cannot be stored (e.g. {v[bad][0]:g})')
-    Image.fromarray(raw.astype(np.uint16)).save(path, format='PNG')
+        raise DepthnbInputError(f'write_kitti_png: {int(bad.sum())} valid value(s) outside '
+                                f'[{1 / scale:g}, {65535 / scale:g}] cannot be stored (e.g. {v[bad][0]:g})')
+    _imencode(path, 'write_kitti_png', raw.astype(np.uint16), '.png')
 
 # %% ../../nbs/10_data_io.ipynb #2f6fde42
-def _png_chunk(tag: bytes, data: bytes) -> bytes:
-    return struct.pack('>I', len(data)) + tag + data + struct.pack('>I', zlib.crc32(tag + data) & 0xffffffff)
-
-def _encode_png16(a: np.ndarray) -> bytes:
-    "A 16-bit PNG (grey for H×W, RGB for H×W×3) of the uint16 array `a`; filter type 0, zlib level 6."
-    h, w = a.shape[:2]
-    c = 1 if a.ndim == 2 else a.shape[2]
-    rows = np.ascontiguousarray(a, dtype='>u2').reshape(h, w * c).view(np.uint8)
-    raw = np.concatenate([np.zeros((h, 1), np.uint8), rows], axis=1)  # each scanline: filter byte 0, then data
-    ihdr = struct.pack('>IIBBBBB', w, h, 16, {1: 0, 3: 2}[c], 0, 0, 0)
-    return (b'\x89PNG\r\n\x1a\n' + _png_chunk(b'IHDR', ihdr) + _png_chunk(b'IDAT', zlib.compress(raw.tobytes(), 6))
-            + _png_chunk(b'IEND', b''))
-
-def _unfilter(rows: np.ndarray, ftype: np.ndarray, bpp: int) -> np.ndarray:
-    "Undo the PNG scanline filters: `rows` H×stride uint8 (filtered bytes), `ftype` H filter types → H×stride uint8."
-    H, stride = rows.shape
-    W = stride // bpp
-    if not np.isin(ftype, (3, 4)).any():  # None / Sub / Up: one vector operation per row
-        out, prev = np.empty((H, stride), np.uint8), np.zeros(stride, np.int64)
-        for y in range(H):
-            f = rows[y].astype(np.int64)
-            r = f if ftype[y] == 0 else np.cumsum(f.reshape(W, bpp), 0).reshape(-1) if ftype[y] == 1 else f + prev
-            out[y] = prev = r & 255
-        return out
-    # Average / Paeth: sweep the anti-diagonals d = x + y; skewed arrays make each step read contiguous slices:
-    # Fs[d, y] = filtered pixel (y, d − y); T[d + 2, y + 1] = reconstructed pixel (y, d − y), zero outside the image.
-    yg, xg = np.mgrid[:H, :W]
-    Fs = np.zeros((H + W - 1, H, bpp), np.int32); Fs[xg + yg, yg] = rows.reshape(H, W, bpp)
-    T = np.zeros((H + W + 1, H + 1, bpp), np.int32)
-    ft = ftype.astype(np.int32)[:, None]
-    for d in range(H + W - 1):
-        y0, y1 = max(0, d - W + 1), min(H - 1, d) + 1
-        a, b, c = T[d + 1, y0 + 1:y1 + 1], T[d + 1, y0:y1], T[d, y0:y1]  # left, up, up-left
-        p = a + b - c
-        pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
-        paeth = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
-        t = ft[y0:y1]
-        pred = np.select([t == 1, t == 2, t == 3, t == 4], [a, b, (a + b) >> 1, paeth], 0)
-        T[d + 2, y0 + 1:y1 + 1] = (Fs[d, y0:y1] + pred) & 255
-    return T[xg + yg + 2, yg + 1].reshape(H, stride).astype(np.uint8)
-
-_PNG_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # colour type → channels (palette images are not needed here)
-
-def _decode_png(path: _PathLike, data: bytes) -> np.ndarray:
-    "Decode a non-interlaced 8- or 16-bit grey / RGB / alpha PNG into an H×W×C uint8 or uint16 array."
-    what = 'PNG'
-    if data[:8] != b'\x89PNG\r\n\x1a\n': raise _bad(path, what, 'not a PNG file (bad signature)')
-    pos, ihdr, idat = 8, None, []
-    while pos + 8 <= len(data):
-        n, tag = struct.unpack('>I4s', data[pos:pos + 8])
-        body, crc = data[pos + 8:pos + 8 + n], data[pos + 8 + n:pos + 12 + n]
-        if len(body) < n or len(crc) < 4: raise _bad(path, what, f'truncated {tag!r} chunk')
-        if struct.unpack('>I', crc)[0] != zlib.crc32(tag + body) & 0xffffffff: raise _bad(path, what, f'CRC error in {tag!r} chunk')
-        if tag == b'IHDR': ihdr = struct.unpack('>IIBBBBB', body)
-        elif tag == b'IDAT': idat.append(body)
-        elif tag == b'IEND': break
-        pos += 12 + n
-    else: raise _bad(path, what, 'truncated file (no IEND chunk)')
-    if ihdr is None or not idat: raise _bad(path, what, 'no IHDR or IDAT chunk')
-    w, h, depth, ctype, _, _, interlace = ihdr
-    if ctype not in _PNG_CHANNELS or depth not in (8, 16) or interlace:
-        raise _bad(path, what, f'unsupported PNG (bit depth {depth}, colour type {ctype}, interlace {interlace})')
-    c = _PNG_CHANNELS[ctype]
-    bpp = c * depth // 8
-    try: raw = zlib.decompress(b''.join(idat))
-    except zlib.error as e: raise _bad(path, what, f'corrupt image data ({e})') from None
-    if len(raw) != h * (1 + w * bpp): raise _bad(path, what, f'image data has {len(raw)} bytes, expected {h * (1 + w * bpp)}')
-    rows = np.frombuffer(raw, np.uint8).reshape(h, 1 + w * bpp)
-    if (rows[:, 0] > 4).any(): raise _bad(path, what, f'bad filter type {int(rows[:, 0].max())}')
-    px = _unfilter(rows[:, 1:], rows[:, 0], bpp)
-    return (px.view('>u2').astype(np.uint16) if depth == 16 else px).reshape(h, w, c)
-
 def read_kitti_flow(path: _PathLike) -> tuple[np.ndarray, np.ndarray]:
     "Read a KITTI flow PNG: `(flow float32 H×W×2 (u, v) px, 0 where invalid; valid bool H×W)`."
     what = 'KITTI flow PNG'
-    with _reading(path, what):
-        raw = _decode_png(path, Path(path).read_bytes())
-    if raw.dtype != np.uint16 or raw.shape[2] != 3:
-        raise _bad(path, what, f'expected a 16-bit 3-channel PNG, got {raw.shape[2]} channel(s) of {raw.dtype}')
-    raw = raw.astype(np.int64)
-    valid = raw[..., 2] > 0
-    flow = (raw[..., :2] - 2.**15) / 64.
+    bgr, _ = _imdecode(path, what, ('PNG',))
+    if bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.dtype != np.uint16:
+        raise _bad(path, what, f'expected a 16-bit 3-channel PNG, got {_describe(bgr)}')
+    valid = bgr[..., 0] > 0  # B, G, R = valid, v, u
+    flow = (bgr[..., [2, 1]].astype(np.float64) - 2.**15) / 64.
     return np.where(valid[..., None], flow, 0).astype(np.float32), valid
 
 def write_kitti_flow(path: _PathLike, flow, valid=None) -> None:
-    "Write H×W×2 flow (px) and its `valid` mask (default: finite) as a KITTI flow PNG; invalid pixels store flow 0."
+    "Write H×W×2 flow (px) and its `valid` mask (default: finite) as a KITTI flow PNG (0 where invalid)."
     f = _np(flow, 'flow').astype(np.float64)
-    if f.ndim != 3 or f.shape[-1] != 2: raise DepthnbInputError(f'write_kitti_flow: flow must be H×W×2, got shape {f.shape}')
+    if f.ndim != 3 or f.shape[-1] != 2:
+        raise DepthnbInputError(f'write_kitti_flow: flow must be H×W×2, got shape {f.shape}')
     ok = np.isfinite(f).all(-1) if valid is None else _np(valid, 'valid').astype(bool)
-    if ok.shape != f.shape[:2]: raise DepthnbInputError(f'write_kitti_flow: valid has shape {ok.shape}, flow {f.shape}')
+    if ok.shape != f.shape[:2]:
+        raise DepthnbInputError(f'write_kitti_flow: valid has shape {ok.shape}, flow {f.shape}')
     raw = np.round(np.where(ok[..., None], f, 0) * 64 + 2**15)
-    if ((raw < 0) | (raw > 65535)).any(): raise DepthnbInputError('write_kitti_flow: |flow| must be below 512 px')
-    Path(path).write_bytes(_encode_png16(np.concatenate([raw, ok[..., None]], -1).astype(np.uint16)))
+    if not ((raw >= 0) & (raw <= 65535)).all():  # also NaN
+        raise DepthnbInputError('write_kitti_flow: valid flow must be finite, with |flow| below 512 px')
+    bgr = np.stack([ok, raw[..., 1], raw[..., 0]], -1).astype(np.uint16)  # B, G, R = valid, v, u
+    _imencode(path, 'write_kitti_flow', bgr, '.png')
 
 # %% ../../nbs/10_data_io.ipynb #00e903cc
 FLO_MAGIC = 202021.25
@@ -233,51 +303,83 @@ def read_flo(path: _PathLike) -> np.ndarray:
     what = '.flo'
     with _reading(path, what), open(path, 'rb') as f:
         head = f.read(12)
-        if len(head) < 12: raise _bad(path, what, f'file too short for the header ({len(head)} bytes)')
-        magic, = struct.unpack('<f', head[:4]); w, h = struct.unpack('<ii', head[4:])
-        if magic != FLO_MAGIC: raise _bad(path, what, f'bad magic number {magic!r} (expected {FLO_MAGIC})')
-        if w <= 0 or h <= 0 or w * h > 1 << 30: raise _bad(path, what, f'bad size {w}×{h}')
-        data = f.read()
-    if len(data) != w * h * 8: raise _bad(path, what, f'expected {w * h * 8} bytes of data for {w}×{h}, found {len(data)}')
+        if len(head) < 12:
+            raise _bad(path, what, f'file too short for the header ({len(head)} bytes)')
+        magic, w, h = struct.unpack('<fii', head)
+        if magic != FLO_MAGIC:
+            raise _bad(path, what, f'bad magic number {magic!r} (expected {FLO_MAGIC})')
+        if w <= 0 or h <= 0:
+            raise _bad(path, what, f'bad size {w}×{h}')
+        n = w * h * 8
+        found = os.fstat(f.fileno()).st_size - 12  # compare sizes before reading: the header may lie
+        if found != n:
+            raise _bad(path, what, f'expected {n} bytes of data for {w}×{h}, found {found}')
+        data = f.read(n)
+    if len(data) != n:
+        raise _bad(path, what, f'expected {n} bytes of data for {w}×{h}, read {len(data)}')
     return np.frombuffer(data, '<f4').reshape(h, w, 2).astype(np.float32)
 
 def write_flo(path: _PathLike, flow) -> None:
     "Write H×W×2 flow as a Middlebury `.flo` file."
     f = _np(flow, 'flow').astype(np.float32)
-    if f.ndim != 3 or f.shape[-1] != 2: raise DepthnbInputError(f'write_flo: flow must be H×W×2, got shape {f.shape}')
-    with open(path, 'wb') as fh:
-        fh.write(struct.pack('<fii', FLO_MAGIC, f.shape[1], f.shape[0])); fh.write(f.astype('<f4').tobytes())
+    if f.ndim != 3 or f.shape[-1] != 2:
+        raise DepthnbInputError(f'write_flo: flow must be H×W×2, got shape {f.shape}')
+    atomic_write(path, struct.pack('<fii', FLO_MAGIC, f.shape[1], f.shape[0]) + f.astype('<f4').tobytes())
 
 # %% ../../nbs/10_data_io.ipynb #a761176f
 def read_calib_file(path: _PathLike) -> dict[str, np.ndarray]:
-    "Read a KITTI calibration file (`KEY: v1 v2 …` lines) into float64 arrays; non-numeric values are skipped."
+    "Read a KITTI calibration file (`KEY: v1 v2 …` lines) into float64 arrays; non-numbers are skipped."
     out = {}
     with _reading(path, 'KITTI calibration'), open(path, encoding='utf-8', errors='replace') as f:
         for line in f:
             key, sep, value = line.partition(':')
-            if not sep or not key.strip(): continue
-            try: out[key.strip()] = np.array([float(x) for x in value.split()], dtype=np.float64)
-            except ValueError: pass
-    if not out: raise DepthnbInputError(f'KITTI calibration: no `KEY: numbers` line in {path}')
+            if not sep or not key.strip():
+                continue
+            try:
+                out[key.strip()] = np.array([float(x) for x in value.split()], dtype=np.float64)
+            except ValueError:
+                pass
+    if not out:
+        raise DepthnbInputError(f'KITTI calibration: no `KEY: numbers` line in {path}')
     return out
 
 def write_calib_file(path: _PathLike, calib: dict) -> None:
     "Write a dict of arrays (and strings) as a KITTI calibration file, one `KEY: v1 v2 …` line each."
     lines = []
     for k, v in calib.items():
-        lines.append(f'{k}: {v}' if isinstance(v, str) else f"{k}: {' '.join(f'{x:.12e}' for x in _np(v, k).ravel())}")
-    Path(path).write_text('\n'.join(lines) + '\n')
+        if isinstance(v, str):
+            lines.append(f'{k}: {v}')
+        else:
+            lines.append(f"{k}: {' '.join(f'{x:.12e}' for x in _np(v, k).ravel())}")
+    atomic_write(path, '\n'.join(lines) + '\n')
 
-def _calib(c, name: str) -> dict:
-    return read_calib_file(c) if isinstance(c, (str, os.PathLike)) else c
+def _calib(c, name: str) -> tuple[dict, str]:
+    "A calibration dict (`c` itself, or `read_calib_file(c)` for a path) and how errors should name it."
+    if isinstance(c, (str, os.PathLike)):
+        return read_calib_file(c), f'{name} {c}'
+    return c, name
 
 def _get(c: dict, key: str, n: int, name: str) -> np.ndarray:
-    if key not in c: raise DepthnbInputError(f'{name}: missing {key!r} (has {sorted(c)})')
+    "The `n` finite values of `c[key]`, as float64."
+    if key not in c:
+        raise DepthnbInputError(f'{name}: missing {key!r} (has {sorted(c)})')
     v = np.asarray(c[key], dtype=np.float64)
-    if v.size != n: raise DepthnbInputError(f'{name}: {key!r} must have {n} values, got {v.size}')
+    if v.size != n:
+        raise DepthnbInputError(f'{name}: {key!r} must have {n} values, got {v.size}')
+    if not np.isfinite(v).all():
+        raise DepthnbInputError(f'{name}: {key!r} has values that are not finite: {v}')
     return v
 
 _OTHER_CAM = {0: 1, 1: 0, 2: 3, 3: 2}
+_MAX_PIXELS = 1 << 25  # image sizes in calibration files: 72 times a KITTI frame; more is damage
+
+def _image_size(c: dict, key: str, name: str) -> tuple[int, int]:
+    "(h, w) from a `S_rect_0i` entry (w, h), as positive ints."
+    w, h = np.round(_get(c, key, 2, name))
+    if not (w > 0 and h > 0 and w * h <= _MAX_PIXELS):
+        raise DepthnbInputError(f'{name}: {key!r} must be an image size (w, h) of at most {_MAX_PIXELS} '
+                                f'pixels, got {w:g} {h:g}')
+    return int(h), int(w)
 
 def kitti_stereo_calib(cam_to_cam, velo_to_cam=None, cam: int = 2) -> dict:
     """Intrinsics and stereo baseline of KITTI camera `cam` from `calib_cam_to_cam` (a path or a
@@ -286,19 +388,31 @@ def kitti_stereo_calib(cam_to_cam, velo_to_cam=None, cam: int = 2) -> dict:
     Returns a dict of NumPy float64 values: `K` (3×3, the left 3×3 block of `P_rect_0{cam}`), `baseline`
     (m, between `cam` and its stereo partner 2↔3, 0↔1, from the `P_rect` x offsets), `P_rect` and
     `P_rect_other` (3×4), `R_rect` (3×3, `R_rect_00`), `image_size` (h, w) from `S_rect_0{cam}` when
-    present, and with `velo_to_cam`: `T_velo_to_cam` (4×4) and `P_velo_to_image` (3×4 = P_rect · R_rect · T)."""
-    if cam not in _OTHER_CAM: raise DepthnbInputError(f'cam must be 0, 1, 2 or 3, got {cam!r}')
-    c = _calib(cam_to_cam, 'cam_to_cam')
-    P = _get(c, f'P_rect_0{cam}', 12, 'cam_to_cam').reshape(3, 4)
-    Po = _get(c, f'P_rect_0{_OTHER_CAM[cam]}', 12, 'cam_to_cam').reshape(3, 4)
-    R = _get(c, 'R_rect_00', 9, 'cam_to_cam').reshape(3, 3)
-    out = dict(K=P[:, :3].copy(), baseline=float(abs(P[0, 3] / P[0, 0] - Po[0, 3] / Po[0, 0])), P_rect=P,
-               P_rect_other=Po, R_rect=R)
-    if f'S_rect_0{cam}' in c: out['image_size'] = tuple(int(round(x)) for x in _get(c, f'S_rect_0{cam}', 2, 'cam_to_cam')[::-1])
+    present, and with `velo_to_cam`: `T_velo_to_cam` (4×4) and `P_velo_to_image`
+    (3×4 = P_rect · R_rect · T)."""
+    if cam not in _OTHER_CAM:
+        raise DepthnbInputError(f'cam must be 0, 1, 2 or 3, got {cam!r}')
+    c, name = _calib(cam_to_cam, 'cam_to_cam')
+    P = _get(c, f'P_rect_0{cam}', 12, name).reshape(3, 4)
+    Po = _get(c, f'P_rect_0{_OTHER_CAM[cam]}', 12, name).reshape(3, 4)
+    R = _get(c, 'R_rect_00', 9, name).reshape(3, 3)
+    cams = f'cameras {cam}, {_OTHER_CAM[cam]}'
+    if P[0, 0] == 0 or Po[0, 0] == 0:
+        raise DepthnbInputError(f'{name}: a P_rect of {cams} has focal length 0')
+    with np.errstate(over='ignore', invalid='ignore'):
+        baseline = float(abs(P[0, 3] / P[0, 0] - Po[0, 3] / Po[0, 0]))
+    if not np.isfinite(baseline):
+        raise DepthnbInputError(f'{name}: the P_rect of {cams} give no finite baseline')
+    out = dict(K=P[:, :3].copy(), baseline=baseline, P_rect=P, P_rect_other=Po, R_rect=R)
+    if f'S_rect_0{cam}' in c:
+        out['image_size'] = _image_size(c, f'S_rect_0{cam}', name)
     if velo_to_cam is not None:
-        v = _calib(velo_to_cam, 'velo_to_cam')
-        T = np.eye(4); T[:3, :3] = _get(v, 'R', 9, 'velo_to_cam').reshape(3, 3); T[:3, 3] = _get(v, 'T', 3, 'velo_to_cam')
-        R4 = np.eye(4); R4[:3, :3] = R
+        v, vname = _calib(velo_to_cam, 'velo_to_cam')
+        T = np.eye(4)
+        T[:3, :3] = _get(v, 'R', 9, vname).reshape(3, 3)
+        T[:3, 3] = _get(v, 'T', 3, vname)
+        R4 = np.eye(4)
+        R4[:3, :3] = R
         out.update(T_velo_to_cam=T, P_velo_to_image=P @ R4 @ T)
     return out
 
@@ -307,15 +421,29 @@ def read_velodyne(path: _PathLike) -> np.ndarray:
     "Read a KITTI velodyne `.bin` scan as float32 N×4 (x, y, z, reflectance)."
     with _reading(path, 'velodyne'):
         a = np.fromfile(path, dtype='<f4')
-    if a.size % 4: raise _bad(path, 'velodyne', f'{a.size} float32 values is not a multiple of 4')
+    if a.size % 4:
+        raise _bad(path, 'velodyne', f'{a.size} float32 values is not a multiple of 4')
     return a.reshape(-1, 4).astype(np.float32)
 
 def write_velodyne(path: _PathLike, points) -> None:
     "Write N×4 (or N×3, reflectance 0) points as a KITTI velodyne `.bin` file."
     p = _np(points, 'points').astype(np.float32)
-    if p.ndim != 2 or p.shape[1] not in (3, 4): raise DepthnbInputError(f'points must be N×4 or N×3, got shape {p.shape}')
-    if p.shape[1] == 3: p = np.concatenate([p, np.zeros_like(p[:, :1])], 1)
-    p.astype('<f4').tofile(path)
+    if p.ndim != 2 or p.shape[1] not in (3, 4):
+        raise DepthnbInputError(f'points must be N×4 or N×3, got shape {p.shape}')
+    if p.shape[1] == 3:
+        p = np.concatenate([p, np.zeros_like(p[:, :1])], 1)
+    atomic_write(path, p.astype('<f4').tobytes())
+
+def _velodyne_calib(calib, cam: int) -> dict:
+    "The `kitti_stereo_calib` result with `P_velo_to_image` that `velodyne_to_depth`'s `calib` stands for."
+    if isinstance(calib, (str, os.PathLike)):
+        calib = (Path(calib) / 'calib_cam_to_cam.txt', Path(calib) / 'calib_velo_to_cam.txt')
+    if isinstance(calib, dict) and 'P_velo_to_image' in calib:
+        return calib
+    if isinstance(calib, (tuple, list)) and len(calib) == 2:
+        return kitti_stereo_calib(calib[0], calib[1], cam)
+    raise DepthnbInputError('calib must be a calibration folder, a pair (cam_to_cam, velo_to_cam) or a '
+                            'kitti_stereo_calib result with velo_to_cam')
 
 def velodyne_to_depth(points, calib, im_shape: tuple[int, int] | None = None, cam: int = 2,
                       vel_depth: bool = False) -> np.ndarray:
@@ -325,81 +453,107 @@ def velodyne_to_depth(points, calib, im_shape: tuple[int, int] | None = None, ca
     `(cam_to_cam, velo_to_cam)` of paths or `read_calib_file` dicts, or a `kitti_stereo_calib(…, velo_to_cam,
     cam)` result (its camera is used; `cam` is ignored). `im_shape` (h, w) defaults to `S_rect_0{cam}`.
     Follows monodepth2's `generate_depth_map` (see the steps above)."""
-    if isinstance(calib, (str, os.PathLike)):
-        calib = (Path(calib) / 'calib_cam_to_cam.txt', Path(calib) / 'calib_velo_to_cam.txt')
-    if isinstance(calib, dict) and 'P_velo_to_image' in calib: cal = calib
-    elif isinstance(calib, (tuple, list)) and len(calib) == 2: cal = kitti_stereo_calib(calib[0], calib[1], cam)
-    else: raise DepthnbInputError('calib must be a calibration folder, a pair (cam_to_cam, velo_to_cam) or a '
-                                  'kitti_stereo_calib result with velo_to_cam')
+    cal = _velodyne_calib(calib, cam)
     if im_shape is None:
-        if 'image_size' not in cal: raise DepthnbInputError(f'im_shape not given and no S_rect_0{cam} in the calibration')
+        if 'image_size' not in cal:
+            raise DepthnbInputError(f'im_shape not given and no S_rect_0{cam} in the calibration')
         im_shape = cal['image_size']
-    h, w = int(im_shape[0]), int(im_shape[1])
-    p = _np(points, 'points').astype(np.float64)
-    if p.ndim != 2 or p.shape[1] not in (3, 4): raise DepthnbInputError(f'points must be N×4 or N×3, got shape {p.shape}')
-    p = p[p[:, 0] >= 0]
+    try:
+        h, w = (int(s) for s in im_shape)
+    except (TypeError, ValueError, OverflowError):
+        raise DepthnbInputError(f'im_shape must be (h, w), got {im_shape!r}') from None
+    if not (h > 0 and w > 0 and h * w <= _MAX_PIXELS):
+        raise DepthnbInputError(f'im_shape must be (h, w) of at most {_MAX_PIXELS} pixels, got {im_shape}')
+    with np.errstate(invalid='ignore'):  # float32 signalling NaNs (a damaged scan) become quiet NaNs
+        p = _np(points, 'points').astype(np.float64)
+    if p.ndim != 2 or p.shape[1] not in (3, 4):
+        raise DepthnbInputError(f'points must be N×4 or N×3, got shape {p.shape}')
+    p = p[np.isfinite(p[:, :3]).all(1) & (p[:, 0] >= 0)]
     hom = np.concatenate([p[:, :3], np.ones_like(p[:, :1])], 1)
-    q = hom @ cal['P_velo_to_image'].T
-    with np.errstate(divide='ignore', invalid='ignore'):
+    with np.errstate(divide='ignore', invalid='ignore', over='ignore'):
+        q = hom @ cal['P_velo_to_image'].T
         u, v = q[:, 0] / q[:, 2], q[:, 1] / q[:, 2]
     z = p[:, 0] if vel_depth else q[:, 2]
     col, row = np.round(u) - 1, np.round(v) - 1
     ok = (col >= 0) & (row >= 0) & (col < w) & (row < h)  # NaN (z = 0) compares False
     depth = np.full(h * w, np.inf)
     np.minimum.at(depth, row[ok].astype(np.int64) * w + col[ok].astype(np.int64), z[ok])
-    depth[~np.isfinite(depth) | (depth < 0)] = 0
+    depth[~(depth >= 0) | (depth > np.finfo(np.float32).max)] = 0  # also inf, NaN
     return depth.reshape(h, w).astype(np.float32)
 
 # %% ../../nbs/10_data_io.ipynb #455db0ba
 _MB_INT = ('width', 'height', 'ndisp', 'isint')
+_MB_NUMBERS = ('doffs', 'baseline', 'width', 'height', 'ndisp', 'isint', 'vmin', 'vmax', 'dyavg', 'dymax')
+_MB_MATRICES = ('cam0', 'cam1')
+
+def _mb_matrix(path: _PathLike, what: str, key: str, value: str) -> np.ndarray:
+    "The 3×3 matrix written `[a b c; d e f; g h i]`."
+    try:
+        rows = [[float(x) for x in row.split()] for row in value.strip('[]').split(';')]
+        m = np.array(rows, dtype=np.float64)
+    except ValueError:
+        raise _bad(path, what, f'{key}: bad matrix {value[:80]!r}') from None
+    if m.shape != (3, 3):
+        raise _bad(path, what, f'{key} must be a 3×3 matrix, got shape {m.shape}')
+    return m
+
+def _mb_value(key: str, value: str) -> int | float | str:
+    "A number (an int for the keys of `_MB_INT` when whole) or, when it is not one, the string itself."
+    try:
+        x = float(value)
+    except ValueError:
+        return value
+    return int(x) if key in _MB_INT and x.is_integer() else x
 
 def read_middlebury_calib(path: _PathLike) -> dict:
     """Read a Middlebury / ETH3D `calib.txt`: `cam0`, `cam1` as 3×3 float64 arrays, `width`, `height`,
     `ndisp`, `isint` as ints, other numbers (`doffs`, `baseline` in mm, `vmin`, …) as floats, anything else as
-    a string; `baseline_m` (m) is added when `baseline` is present."""
-    what, out = 'Middlebury calib', {}
+    a string; `baseline_m` (m) is added when `baseline` is present. The known keys must hold what they
+    should (`cam0`, `cam1` a matrix, `doffs`, `baseline`, … a number)."""
+    what = 'Middlebury calib'
     with _reading(path, what):
         text = Path(path).read_text(encoding='utf-8', errors='replace')
+    out = {}
     for i, line in enumerate(text.splitlines()):
-        if not line.strip() or line.lstrip().startswith('#'): continue
-        key, sep, value = line.partition('=')
-        if not sep: raise _bad(path, what, f'line {i + 1} is not key=value: {line!r}')
-        key, value = key.strip(), value.strip()
-        if value.startswith('['):
-            try: m = np.array([[float(x) for x in row.split()] for row in value.strip('[]').split(';')], dtype=np.float64)
-            except ValueError: raise _bad(path, what, f'line {i + 1}: bad matrix {value!r}') from None
-            if m.shape != (3, 3): raise _bad(path, what, f'{key} must be a 3×3 matrix, got shape {m.shape}')
-            out[key] = m
+        if not line.strip() or line.lstrip().startswith('#'):
             continue
-        try: x = float(value)
-        except ValueError: out[key] = value; continue
-        out[key] = int(x) if key in _MB_INT and x == int(x) else x
+        key, sep, value = line.partition('=')
+        if not sep:
+            raise _bad(path, what, f'line {i + 1} is not key=value: {line[:80]!r}')
+        key, value = key.strip(), value.strip()
+        out[key] = _mb_matrix(path, what, key, value) if value.startswith('[') else _mb_value(key, value)
+    for key in _MB_MATRICES:
+        if key in out and not isinstance(out[key], np.ndarray):
+            raise _bad(path, what, f'{key} must be a 3×3 matrix [a b c; d e f; g h i], got {out[key][:80]!r}')
+    for key in _MB_NUMBERS:
+        if key in out and not isinstance(out[key], (int, float)):
+            raise _bad(path, what, f'{key} is not a number: {str(out[key])[:80]!r}')
     if 'baseline' in out:
-        if not isinstance(out['baseline'], float): raise _bad(path, what, f"baseline is not a number: {out['baseline']!r}")
         out['baseline_m'] = out['baseline'] / 1000.
     return out
 
 def write_middlebury_calib(path: _PathLike, calib: dict) -> None:
-    "Write a dict as a Middlebury `calib.txt` (3×3 arrays as `[a b c; d e f; g h i]`); `baseline_m` is not written."
+    "Write a dict as a Middlebury `calib.txt` (3×3 arrays as `[a b c; d e f; g h i]`; not `baseline_m`)."
     lines = []
     for k, v in calib.items():
-        if k == 'baseline_m': continue
+        if k == 'baseline_m':
+            continue
         if isinstance(v, (np.ndarray, list, tuple, torch.Tensor)):
             m = _np(v, k).reshape(3, 3)
             v = '[' + '; '.join(' '.join(f'{x:.10g}' for x in row) for row in m) + ']'
         lines.append(f'{k}={v}')
-    Path(path).write_text('\n'.join(lines) + '\n')
+    atomic_write(path, '\n'.join(lines) + '\n')
 
 # %% ../../nbs/10_data_io.ipynb #59a2ce0a
-CITYSCAPES_TRAIN_CLASSES = ('road', 'sidewalk', 'building', 'wall', 'fence', 'pole', 'traffic light', 'traffic sign',
-                            'vegetation', 'terrain', 'sky', 'person', 'rider', 'car', 'truck', 'bus', 'train',
-                            'motorcycle', 'bicycle')
+CITYSCAPES_TRAIN_CLASSES = ('road', 'sidewalk', 'building', 'wall', 'fence', 'pole', 'traffic light',
+                            'traffic sign', 'vegetation', 'terrain', 'sky', 'person', 'rider', 'car', 'truck',
+                            'bus', 'train', 'motorcycle', 'bicycle')
 CITYSCAPES_IGNORE = 255
 # label id → train id (cityscapesScripts labels.py); ids 0–6, 9, 10, 14–16, 18, 29, 30 are ignored
-_CS_TRAIN = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12, 26: 13,
-             27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
+_CS_TRAIN = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12,
+             26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
 CITYSCAPES_LABELID_TO_TRAINID = np.full(256, CITYSCAPES_IGNORE, dtype=np.int64)
-for _k, _v in _CS_TRAIN.items(): CITYSCAPES_LABELID_TO_TRAINID[_k] = _v
+CITYSCAPES_LABELID_TO_TRAINID[list(_CS_TRAIN)] = list(_CS_TRAIN.values())
 
 def cityscapes_labelid_to_trainid(labels):
     """Map Cityscapes label ids (0…33) to train ids (0…18, 255 = ignore); any other value → 255.
@@ -407,21 +561,24 @@ def cityscapes_labelid_to_trainid(labels):
     Takes a NumPy array or a torch tensor of integers; returns the same kind, int64."""
     lut = CITYSCAPES_LABELID_TO_TRAINID
     if isinstance(labels, torch.Tensor):
-        if labels.is_floating_point() or labels.dtype == torch.bool: raise DepthnbInputError(f'labels must be integers, got {labels.dtype}')
-        l = labels.long()
-        ok = (l >= 0) & (l < 256)
-        return torch.where(ok, torch.as_tensor(lut, device=l.device)[l.clamp(0, 255)], CITYSCAPES_IGNORE)
+        if labels.is_floating_point() or labels.dtype == torch.bool:
+            raise DepthnbInputError(f'labels must be integers, got {labels.dtype}')
+        ids = labels.long()
+        inside = (ids >= 0) & (ids < 256)
+        train_ids = torch.as_tensor(lut, device=ids.device)[ids.clamp(0, 255)]
+        return torch.where(inside, train_ids, CITYSCAPES_IGNORE)
     a = _np(labels, 'labels')
-    if not np.issubdtype(a.dtype, np.integer): raise DepthnbInputError(f'labels must be integers, got {a.dtype}')
+    if not np.issubdtype(a.dtype, np.integer):
+        raise DepthnbInputError(f'labels must be integers, got {a.dtype}')
     a = a.astype(np.int64)
     return np.where((a >= 0) & (a < 256), lut[np.clip(a, 0, 255)], CITYSCAPES_IGNORE)
 
 def read_label_png(path: _PathLike) -> np.ndarray:
-    "Read a single-channel 8- or 16-bit label PNG (or a palette image's indices) as int64 H×W."
+    "Read a single-channel (greyscale) 8- or 16-bit label PNG as int64 H×W."
     what = 'label PNG'
-    with _reading(path, what):
-        with Image.open(path) as im:
-            im.load()
-            if im.mode not in ('L', 'P', 'I', 'I;16', 'I;16B', 'I;16L', '1'):
-                raise _bad(path, what, f'expected a single-channel label image, got mode {im.mode!r}')
-            return np.asarray(im).astype(np.int64)
+    ids, header = _imdecode(path, what, ('PNG',))
+    if header['colour_type'] != 0 or header['depth'] < 8 or ids.ndim != 2:
+        colour, _ = _PNG_COLOUR_TYPES[header['colour_type']]
+        raise _bad(path, what, f'expected a single-channel (greyscale) 8- or 16-bit label PNG, got {colour} '
+                               f'with {header["depth"]} bits per sample')
+    return ids.astype(np.int64)
