@@ -197,17 +197,22 @@ def disparity_metrics(gt: torch.Tensor, pred: torch.Tensor, valid: torch.Tensor 
     """Stereo disparity metrics pooled over all valid pixels of the batch (KITTI 2015 devkit, Menze & Geiger 2015).
 
     `gt`, `pred`: B×1×H×W (or H×W) disparities (px); `pred` must be finite. Pixels count where `gt` is
-    finite and `valid` (bool) holds; without `valid`, where `gt` is finite and > 0 (KITTI marks missing
-    ground truth with 0). Returns floats: `epe` (mean |pred − gt|, px), `d1` (fraction with error > 3 px
-    and > 5 % of |gt|), `bad1`, `bad2`, `bad3` (fractions with error > 1, 2, 3 px). Fractions are in [0, 1]."""
+    finite and > 0 (KITTI marks missing ground truth with 0, Middlebury with +inf) and, when given, `valid`
+    (bool) holds: a mask narrows the set, it never adds a pixel without ground truth. Returns floats:
+    `epe` (mean |pred − gt|, px), `d1` (fraction with error > 3 px and > 5 % of gt), `bad1`, `bad2`, `bad3`
+    (fractions with error > 1, 2, 3 px), and the int `pixels`, the number of pixels used (the weight
+    to pool batches with). Fractions are in [0, 1]."""
     g, p = _pair(gt, pred)
     check_finite(pred, 'pred')
-    m = torch.isfinite(g) & ((g > 0) if valid is None else _as_mask(valid, 'valid', g))
-    _require(m, gt, 'finite gt' + (' > 0' if valid is None else ' inside valid'))
-    err, gv = (p - g).abs()[m], g[m]
+    m = torch.isfinite(g) & (g > 0)
+    if valid is not None:
+        m = m & _as_mask(valid, 'valid', g)
+    _require(m, gt, 'finite gt > 0' + ('' if valid is None else ' inside valid'))
+    err = (p - g).abs()[m]
+    gv = g[m]
     frac = lambda b: float(b.double().mean())
-    return dict(epe=float(err.mean()), d1=frac((err > 3) & (err > 0.05 * gv.abs())),
-                bad1=frac(err > 1), bad2=frac(err > 2), bad3=frac(err > 3))
+    return dict(epe=float(err.mean()), d1=frac((err > 3) & (err > 0.05 * gv)),
+                bad1=frac(err > 1), bad2=frac(err > 2), bad3=frac(err > 3), pixels=int(m.sum()))
 
 # %% ../nbs/03_metrics.ipynb #4b0e3c73
 def flow_metrics(gt: torch.Tensor, pred: torch.Tensor, valid: torch.Tensor | None = None,
@@ -216,20 +221,22 @@ def flow_metrics(gt: torch.Tensor, pred: torch.Tensor, valid: torch.Tensor | Non
 
     `gt`, `pred`: B×2×H×W (or 2×H×W) flows (px); `pred` must be finite. Pixels count where both `gt`
     components are finite and `valid` (bool, B×1×H×W, B×H×W or H×W) holds. Returns floats `epe` (mean
-    endpoint error), `fl_all` (fraction in [0, 1] with endpoint error > 3 px and > 5 % of |gt|) and, when
-    `noc` (bool mask of non-occluded pixels) is given, `epe_noc` and `fl_noc` over `valid & noc`."""
+    endpoint error), `fl_all` (fraction in [0, 1] with endpoint error > 3 px and > 5 % of |gt|), the int
+    `pixels` (pixels used) and, when `noc` (bool mask of non-occluded pixels) is given, `epe_noc`, `fl_noc`
+    and `pixels_noc` over `valid & noc`."""
     g, p = _pair(gt, pred, 2)
     check_finite(pred, 'pred')
     m = torch.isfinite(g).all(1, keepdim=True)
-    if valid is not None: m = m & _as_mask(valid, 'valid', g[:, :1])
+    if valid is not None:
+        m = m & _as_mask(valid, 'valid', g[:, :1])
     _require(m, gt, 'finite gt' + ('' if valid is None else ' inside valid'))
     epe = (p - g).norm(dim=1, keepdim=True)
-    out_ = (epe > 3) & (epe > 0.05 * g.norm(dim=1, keepdim=True))
-    res = dict(epe=float(epe[m].mean()), fl_all=float(out_[m].double().mean()))
+    outlier = (epe > 3) & (epe > 0.05 * g.norm(dim=1, keepdim=True))
+    res = dict(epe=float(epe[m].mean()), fl_all=float(outlier[m].double().mean()), pixels=int(m.sum()))
     if noc is not None:
         mn = m & _as_mask(noc, 'noc', g[:, :1])
         _require(mn, gt, 'finite gt inside valid & noc')
-        res.update(epe_noc=float(epe[mn].mean()), fl_noc=float(out_[mn].double().mean()))
+        res.update(epe_noc=float(epe[mn].mean()), fl_noc=float(outlier[mn].double().mean()), pixels_noc=int(mn.sum()))
     return res
 
 # %% ../nbs/03_metrics.ipynb #d976450e

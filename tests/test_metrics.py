@@ -244,7 +244,7 @@ def test_disparity_metrics_match_kitti_devkit(rng):
     ref = dict(epe=err.mean(), d1=np.mean((err > 3) & (err / np.abs(gt[m]) > 0.05)),
                bad1=np.mean(err > 1), bad2=np.mean(err > 2), bad3=np.mean(err > 3))
     out = disparity_metrics(t(gt), t(pred))
-    assert set(out) == set(ref)
+    assert set(out) == set(ref) | {'pixels'} and out['pixels'] == m.sum()
     for k in ref: np.testing.assert_allclose(out[k], ref[k], rtol=RTOL, err_msg=k)
     assert all(0 <= out[k] <= 1 for k in ('d1', 'bad1', 'bad2', 'bad3'))
     # an explicit mask; Middlebury-style +inf ground truth is never counted
@@ -253,6 +253,11 @@ def test_disparity_metrics_match_kitti_devkit(rng):
     out = disparity_metrics(t(gt_inf), t(pred), valid=t(valid))
     mv = valid & np.isfinite(gt_inf)
     np.testing.assert_allclose(out['epe'], np.abs(pred - gt_inf)[mv].mean(), rtol=RTOL)
+    assert out['pixels'] == mv.sum()
+    # `valid` narrows, never widens: gt 0 (KITTI's missing value) does not count where valid is True
+    out = disparity_metrics(t(gt), t(pred), valid=t(np.ones(gt.shape, bool)))
+    np.testing.assert_allclose(out['epe'], err.mean(), rtol=RTOL)
+    assert out['pixels'] == m.sum()
 
 
 def test_flow_metrics_match_kitti_devkit(rng):
@@ -266,6 +271,7 @@ def test_flow_metrics_match_kitti_devkit(rng):
     np.testing.assert_allclose(out['fl_all'], out_[valid].mean(), rtol=RTOL)
     np.testing.assert_allclose(out['epe_noc'], epe[valid & noc].mean(), rtol=RTOL)
     np.testing.assert_allclose(out['fl_noc'], out_[valid & noc].mean(), rtol=RTOL)
+    assert (out['pixels'], out['pixels_noc']) == (valid.sum(), (valid & noc).sum())
     assert 'epe_noc' not in flow_metrics(t(gt), t(pred))
     assert flow_metrics(t(gt[0]), t(gt[0]))['epe'] == 0
 

@@ -5,81 +5,8 @@
 # %% ../../nbs/50_analysis_regions.ipynb #cdf21ccd
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-
-from ..core import DepthnbInputError, check_tensor
-from .occlusion import discontinuity_mask
-from ..metrics import disparity_metrics
+from ..evaluation import REGIONS, RegionMetrics, local_std, region_masks, textureless_mask
+_all_ = ['REGIONS', 'RegionMetrics', 'local_std', 'region_masks', 'textureless_mask']
 
 # %% auto #0
-__all__ = ['REGIONS', 'local_std', 'textureless_mask', 'region_masks', 'RegionMetrics', 'evaluate_regions']
-
-# %% ../../nbs/50_analysis_regions.ipynb #035cdfda
-def local_std(img: torch.Tensor, window: int = 7) -> torch.Tensor:
-    """Standard deviation of the grey level (mean over channels) in a `window`×`window` box around each pixel,
-    reflect-padded. img B×C×H×W → B×1×H×W."""
-    check_tensor(img, 'img', 4, floating=True)
-    if window < 1 or window % 2 == 0: raise DepthnbInputError(f'window must be a positive odd int, got {window!r}')
-    g = img.mean(1, keepdim=True)
-    p = window // 2
-    if p >= min(g.shape[-2:]): raise DepthnbInputError(f'window {window} is too large for an image of {tuple(g.shape[-2:])}')
-    g = F.pad(g, (p, p, p, p), mode='reflect')
-    m, m2 = F.avg_pool2d(g, window, 1), F.avg_pool2d(g * g, window, 1)
-    return (m2 - m * m).clamp(min=0).sqrt()
-
-def textureless_mask(img: torch.Tensor, window: int = 7, threshold: float = 0.01) -> torch.Tensor:
-    "Texture-less pixels (bool B×1×H×W): `local_std(img, window) < threshold`."
-    return local_std(img, window) < threshold
-
-# %% ../../nbs/50_analysis_regions.ipynb #64d4c560
-REGIONS = ('all', 'non_occluded', 'occluded', 'textureless', 'depth_edges')
-
-def region_masks(batch: dict, window: int = 7, texture_threshold: float = 0.01, edge_threshold: float = 1.0,
-                 edge_radius: int = 1) -> dict[str, torch.Tensor]:
-    """Boolean B×1×H×W masks of the `REGIONS` of a stereo batch (3-D sample tensors are batched): `all` valid GT
-    pixels; `occluded` / `non_occluded` by `occ_l` (left out when the batch has no `occ_l`); `textureless`
-    (`textureless_mask` of `left`); `depth_edges` (`discontinuity_mask` of `disp_l`, dilated by `edge_radius`)."""
-    for k in ('left', 'disp_l'):
-        if k not in batch: raise DepthnbInputError(f'region_masks needs {k!r} in the batch, got keys {sorted(batch)}')
-    b = {k: (v[None] if torch.is_tensor(v) and v.dim() == 3 else v) for k, v in batch.items()}
-    gt = b['disp_l']
-    valid = torch.isfinite(gt) & (gt > 0)
-    if 'disp_l_valid' in b: valid = valid & b['disp_l_valid'].bool()
-    out = {'all': valid}
-    if 'occ_l' in b:
-        occ = b['occ_l'] > 0.5
-        out['non_occluded'], out['occluded'] = valid & ~occ, valid & occ
-    out['textureless'] = valid & textureless_mask(b['left'], window, texture_threshold)
-    gt0 = torch.where(valid, gt, torch.zeros_like(gt))
-    out['depth_edges'] = valid & discontinuity_mask(gt0, edge_threshold, edge_radius)
-    return out
-
-class RegionMetrics:
-    """Disparity EPE and D1 pooled over every pixel of each region across batches: `update(gt, pred, masks)`
-    per batch, then `result()` → `{region: {'epe', 'd1', 'fraction', 'pixels'}}` (`fraction`: share of the
-    valid pixels). Regions with no pixel are left out."""
-    def __init__(self): self.sums = {}
-    def update(self, gt: torch.Tensor, pred: torch.Tensor, masks: dict[str, torch.Tensor]) -> None:
-        for name, m in masks.items():
-            k = int(m.sum())
-            if k == 0: continue
-            r = disparity_metrics(gt, pred, m)
-            s = self.sums.setdefault(name, [0., 0., 0])
-            s[0] += r['epe'] * k; s[1] += r['d1'] * k; s[2] += k
-    def result(self) -> dict:
-        total = self.sums.get('all', [0, 0, 0])[2]
-        return {n: dict(epe=s[0] / s[2], d1=s[1] / s[2], fraction=s[2] / total if total else float('nan'), pixels=s[2])
-                for n, s in self.sums.items()}
-
-@torch.no_grad()
-def evaluate_regions(method, dataset, n: int | None = None, batch_size: int = 4, **region_args) -> dict:
-    """EPE/D1 of `method.predict` per region (`region_masks`) over the first `n` samples of `dataset`."""
-    idx = list(range(len(dataset) if n is None else min(n, len(dataset))))
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, idx), batch_size=batch_size)
-    acc = RegionMetrics()
-    for b in loader:
-        b = {k: v for k, v in b.items() if torch.is_tensor(v)}
-        pred = method.predict(b['left'], b['right'])['disp'].cpu()
-        acc.update(b['disp_l'], pred, region_masks(b, **region_args))
-    return acc.result()
+__all__ = ['REGIONS', 'RegionMetrics', 'local_std', 'region_masks', 'textureless_mask']
