@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from .core import DepthnbInputError
+import depthnb
+from .core import DepthnbInputError, atomic_write
 
 # %% auto #0
 __all__ = ['entropy_figure', 'run_demo']
@@ -24,8 +25,8 @@ def entropy_figure(method, samples: dict, temperature: float = 0.1, step: float 
     `method.net`. Costs are divided by each image's mean cost (`normalize_costs`) so that one softmin
     `temperature` suits both metrics. Returns the matplotlib figure."""
     import matplotlib.pyplot as plt
-    from depthnb.analysis.matching import (candidate_disparities, dispnet_feature_costs, matching_costs, matching_entropy,
-                                           normalize_costs)
+    from depthnb.analysis.matching import (candidate_disparities, dispnet_feature_costs, matching_costs,
+                                           matching_entropy, normalize_costs)
     fig, axs = plt.subplots(len(samples), 4, figsize=(15, 2.2 * len(samples)), squeeze=False,
                             gridspec_kw=dict(width_ratios=[1, 1, 1, 0.8]))
     dev = next(method.parameters()).device
@@ -35,70 +36,76 @@ def entropy_figure(method, samples: dict, temperature: float = 0.1, step: float 
         with torch.no_grad():
             costs = {'photometric (SSIM-mix)': matching_costs(left, right, disps, 'ssim'),
                      'DFR features (cosine)': dispnet_feature_costs(method.net, left, right, disps, 'cosine')}
-            h = {k: matching_entropy(normalize_costs(c, 'image'), temperature) for k, c in costs.items()}
-        row[0].imshow(s['left'].permute(1, 2, 0)); row[0].set_title(name, fontsize=8)
+            entropy = {k: matching_entropy(normalize_costs(c, 'image'), temperature)
+                       for k, c in costs.items()}
+        row[0].imshow(s['left'].permute(1, 2, 0))
+        row[0].set_title(name, fontsize=8)
         vmax = float(torch.log(torch.tensor(float(len(disps)))))
-        for ax, (k, e) in zip(row[1:3], h.items()):
-            ax.imshow(e[0, 0].cpu(), cmap='viridis', vmin=0, vmax=vmax); ax.set_title(f'entropy: {k}', fontsize=8)
-        for k, e in h.items():
+        for ax, (k, e) in zip(row[1:3], entropy.items()):
+            ax.imshow(e[0, 0].cpu(), cmap='viridis', vmin=0, vmax=vmax)
+            ax.set_title(f'entropy: {k}', fontsize=8)
+        for k, e in entropy.items():
             v = e[torch.isfinite(e)].cpu()
-            row[3].hist(v.numpy(), bins=40, range=(0, vmax), alpha=0.6, label=f'{k} (mean {float(v.mean()):.2f})')
-        row[3].set_xlabel('entropy (nats)', fontsize=8); row[3].legend(fontsize=6)
-        for ax in row[:3]: ax.axis('off')
+            label = f'{k} (mean {float(v.mean()):.2f})'
+            row[3].hist(v.numpy(), bins=40, range=(0, vmax), alpha=0.6, label=label)
+        row[3].set_xlabel('entropy (nats)', fontsize=8)
+        row[3].legend(fontsize=6)
+        for ax in row[:3]:
+            ax.axis('off')
     fig.tight_layout()
     return fig
 
 # %% ../nbs/61_demo.ipynb #eda4c2a3
-def _table(metrics: dict) -> str:
-    regions = ('all', 'non_occluded', 'occluded', 'textureless', 'depth_edges')
-    lines = [f"{'EPE px (D1 %)':14s}" + ''.join(f'{r:>17s}' for r in regions)]
-    for name, m in metrics.items():
-        cells = [(f"{m['regions'][r]['epe']:6.2f} ({100 * m['regions'][r]['d1']:5.1f})" if r in m['regions'] else '—')
-                 for r in regions]
-        lines.append(f'{name:14s}' + ''.join(f'{c:>17s}' for c in cells))
-    return '\n'.join(lines)
+def _save_figure(fig, path: Path) -> None:
+    "Write a matplotlib figure as PNG atomically and close it."
+    import matplotlib.pyplot as plt
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format='png'))
+    plt.close(fig)
 
-def run_demo(out: str | os.PathLike = 'demo_out', steps: int = 800, size=(64, 192), n_train: int = 200, n_eval: int = 20,
-             batch_size: int = 8, variant: str = 'semi_dfr', width: int = 32, device=None, workers: int | None = None,
-             progress: bool = True, motorcycle_factor: int | None = None, warp_factor: int = 2) -> dict:
-    """Train a small DFR `variant` on rendered FlyingObjects + Street, evaluate it, write figures and metrics to `out`
-    (`run/`, `metrics.json`, `predictions.png`, `entropy.png`, `warp_check.*`); returns the metrics. The warp check
-    uses the Motorcycle pair downscaled by `warp_factor`; the evaluation by `motorcycle_factor` (None: about the
-    training width, see `evaluation_sets`)."""
-    from depthnb.api import load
-    from depthnb.engine import Trainer, TrainConfig, build_datasets, from_dict
-    from depthnb.core import seed_everything
-    from depthnb.methods.dfr import DFR, evaluate_sets, evaluation_sets, experiment_config, prediction_figure, render_caches
+def run_demo(out: str | os.PathLike = 'demo_out', steps: int = 800, size=(64, 192), n_train: int = 200,
+             n_eval: int = 20, batch_size: int = 8, variant: str = 'semi_dfr', width: int = 32, device=None,
+             workers: int | None = None, progress: bool = True, motorcycle_factor: int | None = None,
+             warp_factor: int = 2) -> dict:
+    """Train a small DFR `variant` on rendered FlyingObjects + Street, evaluate it, write figures and metrics
+    to `out` (`run/`, `metrics.json`, `predictions.png`, `entropy.png`, `warp_check.*`); returns the metrics.
+    The warp check uses the Motorcycle pair downscaled by `warp_factor`, the evaluation by `motorcycle_factor`
+    (None: about the training width, see `depthnb.experiments.dfr.evaluation_sets`)."""
+    import matplotlib
+    from depthnb.experiments.dfr import (evaluate_sets, evaluation_sets, experiment_config, regions_table,
+                                         render_caches)
+    from depthnb.viz import prediction_figure
     from depthnb.warp_check import run_warp_check
-    if steps < 1: raise DepthnbInputError(f'steps must be ≥ 1, got {steps!r}')
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    if steps < 1:
+        raise DepthnbInputError(f'steps must be ≥ 1, got {steps!r}')
+    matplotlib.use('Agg', force=False)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     run_warp_check(out, factor=warp_factor, device=device)
     workers = min(2, os.cpu_count() or 1) if workers is None else workers
     render_caches(size, n_train, n_eval, out / 'data', workers=workers, progress=progress)
-    cfg_dict = experiment_config(variant, out / 'run', size, steps, batch_size, n_train=n_train, root=out / 'data', width=width)
-    cfg = from_dict(TrainConfig, cfg_dict | dict(device=device, progress=progress, ckpt_every=max(steps // 4, 1),
-                                                 image_every=max(steps // 4, 1)))
-    seed_everything(cfg.seed)
-    method = DFR(**cfg.method_args)
     run = out / 'run'
+    config = experiment_config(variant, run, size, steps, batch_size, n_train=n_train, root=out / 'data',
+                               width=width)
+    every = max(steps // 4, 1)
+    config |= dict(device=device, progress=progress, ckpt_every=every, image_every=every)
     t1 = time.time()
-    Trainer(method, build_datasets(cfg), cfg).fit(resume=run if (run / 'last.pt').is_file() else None)
+    depthnb.train(config)                           # resumes the run in `run`, returns a finished one at once
     train_s = time.time() - t1
-    method = load(run, device)                      # the run folder is what a user loads
+    method = depthnb.load(run, device)              # the run folder is what a user loads
     sets = evaluation_sets(size, n_eval, out / 'data', motorcycle_factor=motorcycle_factor)
     metrics = evaluate_sets(method, sets)
     dev = str(next(method.parameters()).device)
-    summary = dict(variant=variant, steps=steps, size=list(size), batch_size=batch_size, n_train=n_train, n_eval=n_eval,
-                   device=dev, train_seconds=round(train_s, 1), metrics=metrics)
-    tmp = out / '.metrics.json.tmp'; tmp.write_text(json.dumps(summary, indent=1) + '\n'); os.replace(tmp, out / 'metrics.json')
-    import matplotlib; matplotlib.use('Agg', force=False)
-    import matplotlib.pyplot as plt
+    summary = dict(variant=variant, steps=steps, size=list(size), batch_size=batch_size, n_train=n_train,
+                   n_eval=n_eval, device=dev, train_seconds=round(train_s, 1), metrics=metrics)
+    atomic_write(out / 'metrics.json', json.dumps(summary, indent=1) + '\n')
     samples = {k: sets[k][0] for k in ('flying', 'street', 'motorcycle')}
-    fig = prediction_figure({variant: method}, samples); fig.savefig(out / 'predictions.png', dpi=110); plt.close(fig)
-    fig = entropy_figure(method, {k: samples[k] for k in ('street', 'motorcycle')}); fig.savefig(out / 'entropy.png', dpi=110); plt.close(fig)
+    _save_figure(prediction_figure({variant: method}, samples), out / 'predictions.png')
+    shown = {k: samples[k] for k in ('street', 'motorcycle')}
+    _save_figure(entropy_figure(method, shown), out / 'entropy.png')
     print(f'\n{variant} DispNet trained for {steps} steps at {size[0]}×{size[1]} on {dev} in {train_s:.0f} s '
           f'(total {time.time() - t0:.0f} s); held-out results:')
-    print(_table(metrics))
-    print(f'wrote {out}/: run/ (depthnb.load), metrics.json, predictions.png, entropy.png, warp_check.png/.json')
+    print(regions_table(metrics))
+    print(f'wrote {out}/: run/ (depthnb.load), metrics.json, predictions.png, entropy.png, '
+          f'warp_check.png/.json')
     return summary

@@ -11,49 +11,58 @@ from torchvision.utils import flow_to_image
 from .core import DepthnbInputError, check_tensor
 
 # %% auto #0
-__all__ = ['CITYSCAPES_PALETTE', 'colorize', 'flow_rgb', 'semantic_rgb', 'instance_rgb']
+__all__ = ['CITYSCAPES_PALETTE', 'colorize', 'flow_rgb', 'semantic_rgb', 'instance_rgb', 'prediction_figure']
 
 # %% ../nbs/05_viz.ipynb #7ee51145
 def _lut(cmap: str, device, dtype=torch.float32) -> torch.Tensor:
     import matplotlib
-    try: cm = matplotlib.colormaps[cmap]
-    except KeyError: raise DepthnbInputError(f'cmap: unknown matplotlib colour map {cmap!r}') from None
+    try:
+        cm = matplotlib.colormaps[cmap]
+    except KeyError:
+        raise DepthnbInputError(f'cmap: unknown matplotlib colour map {cmap!r}') from None
     return torch.tensor(cm(torch.linspace(0, 1, 256).numpy())[:, :3], device=device, dtype=dtype)
 
 def colorize(x: torch.Tensor, cmap: str = 'magma', vmin: float | None = None, vmax: float | None = None,
              valid: torch.Tensor | None = None) -> torch.Tensor:
-    """A 1×H×W (or H×W) map as a 3×H×W colour image in [0, 1] through matplotlib's `cmap`. The range defaults to
-    the 1st–99th percentile of the finite valid values; pixels outside `valid` (or non-finite) are black."""
+    """A 1×H×W (or H×W) map as a 3×H×W colour image in [0, 1] through matplotlib's `cmap`. The range
+    defaults to the 1st–99th percentile of the finite valid values; pixels outside `valid` (or non-finite)
+    are black."""
     x = x[0] if x.ndim == 3 else x
     check_tensor(x, 'x', 2)
     ok = torch.isfinite(x) if valid is None else (valid.reshape(x.shape).bool() & torch.isfinite(x))
     vals = x[ok].float()
-    if vmin is None: vmin = float(vals.quantile(0.01)) if vals.numel() else 0.
-    if vmax is None: vmax = float(vals.quantile(0.99)) if vals.numel() else 1.
+    if vmin is None:
+        vmin = float(vals.quantile(0.01)) if vals.numel() else 0.
+    if vmax is None:
+        vmax = float(vals.quantile(0.99)) if vals.numel() else 1.
     t = ((x.float() - vmin) / max(vmax - vmin, 1e-12)).clamp(0, 1)
     rgb = _lut(cmap, x.device)[(t.nan_to_num(0) * 255).round().long()].permute(2, 0, 1)
     return rgb * ok[None]
 
 def flow_rgb(flow: torch.Tensor, max_flow: float | None = None) -> torch.Tensor:
-    """Optical flow (2×H×W, px) in the Middlebury colour wheel (torchvision's `flow_to_image`) as 3×H×W in [0, 1];
-    hue = direction, saturation = magnitude / `max_flow` (default: the largest magnitude in the map)."""
+    """Optical flow (2×H×W, px) in the Middlebury colour wheel (torchvision's `flow_to_image`) as 3×H×W in
+    [0, 1]; hue = direction, saturation = magnitude / `max_flow` (default: the largest magnitude in the
+    map)."""
     check_tensor(flow, 'flow', 3, floating=True)
-    if flow.shape[0] != 2: raise DepthnbInputError(f'flow must be 2×H×W, got shape {tuple(flow.shape)}')
+    if flow.shape[0] != 2:
+        raise DepthnbInputError(f'flow must be 2×H×W, got shape {tuple(flow.shape)}')
     if max_flow is not None:
-        # flow_to_image normalises by the largest magnitude: add a far corner pixel to pin the scale, then drop it
+        # flow_to_image normalises by the largest magnitude: a far corner pixel pins the scale, then goes
         pad = torch.zeros(2, flow.shape[1], flow.shape[2] + 1, device=flow.device, dtype=flow.dtype)
-        pad[:, :, :-1] = flow.clamp(-max_flow, max_flow); pad[0, 0, -1] = max_flow
+        pad[:, :, :-1] = flow.clamp(-max_flow, max_flow)
+        pad[0, 0, -1] = max_flow
         return flow_to_image(pad)[:, :, :-1].float() / 255
     return flow_to_image(flow).float() / 255
 
 # Cityscapes train-id palette (19 classes); ignore (255) is black
 CITYSCAPES_PALETTE = torch.tensor([
-    [128, 64, 128], [244, 35, 232], [70, 70, 70], [102, 102, 156], [190, 153, 153], [153, 153, 153], [250, 170, 30],
-    [220, 220, 0], [107, 142, 35], [152, 251, 152], [70, 130, 180], [220, 20, 60], [255, 0, 0], [0, 0, 142],
-    [0, 0, 70], [0, 60, 100], [0, 80, 100], [0, 0, 230], [119, 11, 32]], dtype=torch.float32) / 255
+    [128, 64, 128], [244, 35, 232], [70, 70, 70], [102, 102, 156], [190, 153, 153], [153, 153, 153],
+    [250, 170, 30], [220, 220, 0], [107, 142, 35], [152, 251, 152], [70, 130, 180], [220, 20, 60],
+    [255, 0, 0], [0, 0, 142], [0, 0, 70], [0, 60, 100], [0, 80, 100], [0, 0, 230], [119, 11, 32]],
+    dtype=torch.float32) / 255
 
 def semantic_rgb(sem: torch.Tensor) -> torch.Tensor:
-    "Cityscapes train ids (1×H×W or H×W integer) as a 3×H×W image in the Cityscapes palette; other ids are black."
+    "Cityscapes train ids (1×H×W or H×W integer) as a 3×H×W image in the Cityscapes palette; others black."
     sem = sem[0] if sem.ndim == 3 else sem
     check_tensor(sem, 'sem', 2)
     pal = torch.cat((CITYSCAPES_PALETTE, torch.zeros(1, 3))).to(sem.device)
@@ -67,3 +76,47 @@ def instance_rgb(inst: torch.Tensor, seed: int = 0) -> torch.Tensor:
     pal = torch.rand(int(inst.max()) + 1, 3, generator=g).to(inst.device) * 0.8 + 0.2
     pal[0] = 0
     return pal[inst].permute(2, 0, 1)
+
+# %% ../nbs/05_viz.ipynb #badb056e
+def _prediction_panels(method, sample: dict, sample_name: str, method_name: str, max_error: float) -> list:
+    "(image, cmap, title, value range) of the five panels of one `prediction_figure` row."
+    with torch.no_grad():
+        p = method.predict(sample['left'][None], sample['right'][None])
+    gt = sample['disp_l'][0]
+    pred = p['disp'][0, 0].cpu()
+    valid = torch.isfinite(gt) & (gt > 0)
+    if 'disp_l_valid' in sample:
+        valid &= sample['disp_l_valid'][0].bool()
+    error = torch.where(valid, (pred - gt).abs(), torch.zeros_like(gt))
+    epe = float(error[valid].mean())
+    disp_range = dict(vmin=0, vmax=float(gt[valid].max()))
+    occ = p['occ'][0, 0].cpu() if 'occ' in p else torch.zeros_like(pred)
+    occ_title = 'pred. occlusion' if 'occ' in p else 'no occlusion output'
+    if 'occ_l' in sample:
+        occ = torch.cat((sample['occ_l'][0], occ), 0)
+        occ_title = f'occlusion: GT / {occ_title}'
+    return [(sample['left'].permute(1, 2, 0), None, f'{sample_name}: left', {}),
+            (torch.where(valid, gt, torch.nan), 'magma', 'GT disparity', disp_range),
+            (pred, 'magma', f'{method_name}: prediction', disp_range),
+            (error, 'inferno', f'|error| (EPE {epe:.2f} px)', dict(vmin=0, vmax=max_error)),
+            (occ, 'gray', occ_title, dict(vmin=0, vmax=1))]
+
+def prediction_figure(methods: dict, samples: dict, max_error: float = 3.0):
+    """A matplotlib figure: one row per (sample, method) with left image, GT disparity, prediction, |error|
+    (0–`max_error` px) and predicted occlusion (under the GT occlusion where the sample has `occ_l`).
+    `methods`: name → method with `predict`; `samples`: name → stereo sample (3-D tensors, `disp_l` with
+    invalid pixels non-finite, ≤ 0 or outside `disp_l_valid`)."""
+    import matplotlib.pyplot as plt
+    rows = [(sample_name, method_name) for sample_name in samples for method_name in methods]
+    h, w = samples[rows[0][0]]['left'].shape[-2:]
+    row_height = 1.9 * min(1.5, max(0.5, 3 * h / w))          # a 1:3 image gets 1.9 in per row
+    fig, axs = plt.subplots(len(rows), 5, figsize=(15, row_height * len(rows)), squeeze=False)
+    for ax_row, (sample_name, method_name) in zip(axs, rows):
+        method, sample = methods[method_name], samples[sample_name]
+        panels = _prediction_panels(method, sample, sample_name, method_name, max_error)
+        for ax, (image, cmap, title, value_range) in zip(ax_row, panels):
+            ax.imshow(image, cmap=cmap, **value_range)
+            ax.set_title(title, fontsize=8)
+            ax.axis('off')
+    fig.tight_layout()
+    return fig

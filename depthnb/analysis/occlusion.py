@@ -12,28 +12,16 @@ import torch
 import torch.nn.functional as F
 
 from ..core import DepthnbInputError, check_tensor, check_same_size, check_finite
-from ..geometry import lr_occlusion, mirror, mirror_stereo, resize_disparity, warp_by_disparity
-from ..losses import feature_reconstruction
+from ..geometry import lr_occlusion, mirror, mirror_stereo
+from ..methods.dfr import feature_maps
 
 # %% auto #0
-__all__ = ['discontinuity_mask', 'distance_to_mask', 'error_by_distance', 'mask_scores', 'two_view_prediction',
-           'occlusion_comparison', 'feature_loss_at_disparity']
+__all__ = ['distance_to_mask', 'error_by_distance', 'mask_scores', 'two_view_prediction', 'occlusion_comparison',
+           'feature_loss_at_disparity', 'discontinuity_mask']
 
 # %% ../../nbs/53_analysis_occlusion.ipynb #383ff3eb
-def discontinuity_mask(disp: torch.Tensor, threshold: float = 1.0, dilate: int = 1) -> torch.Tensor:
-    """Pixels at a disparity discontinuity (poster problem 3): both pixels of each horizontal or vertical
-    neighbour pair of `disp` (B×1×H×W, px, finite) that differ by more than `threshold`, dilated by `dilate`
-    px (square window). Returns B×1×H×W bool."""
-    check_tensor(disp, 'disp', 4, 1, floating=True); check_finite(disp, 'disp')
-    if not threshold > 0: raise DepthnbInputError(f'threshold must be > 0, got {threshold!r}')
-    if not (isinstance(dilate, int) and dilate >= 0): raise DepthnbInputError(f'dilate must be an int ≥ 0, got {dilate!r}')
-    m = torch.zeros_like(disp, dtype=torch.bool)
-    jx = (disp[..., :, 1:] - disp[..., :, :-1]).abs() > threshold
-    jy = (disp[..., 1:, :] - disp[..., :-1, :]).abs() > threshold
-    m[..., :, 1:] |= jx; m[..., :, :-1] |= jx
-    m[..., 1:, :] |= jy; m[..., :-1, :] |= jy
-    if dilate: m = F.max_pool2d(m.float(), 2 * dilate + 1, stride=1, padding=dilate) > 0
-    return m
+from ..evaluation import discontinuity_mask   # defined with the other region masks of the evaluation layer
+_all_ = ['discontinuity_mask']
 
 # %% ../../nbs/53_analysis_occlusion.ipynb #53baf57e
 def distance_to_mask(mask: torch.Tensor) -> torch.Tensor:
@@ -125,16 +113,15 @@ def occlusion_comparison(sample: dict, pred_occ: torch.Tensor | None = None, pre
     return dict(maps=maps, scores={k: mask_scores(v, gt) for k, v in maps.items() if k != 'gt'})
 
 # %% ../../nbs/53_analysis_occlusion.ipynb #2170210a
-def feature_loss_at_disparity(features_l: Sequence[torch.Tensor], features_r: Sequence[torch.Tensor], disp: torch.Tensor,
-                              metric: str = 'cosine') -> list[torch.Tensor]:
+def feature_loss_at_disparity(features_l: Sequence[torch.Tensor], features_r: Sequence[torch.Tensor],
+                              disp: torch.Tensor, metric: str = 'cosine') -> list[torch.Tensor]:
     """Per-pixel feature reconstruction loss of each level at the full-resolution disparity `disp` (B×1×H×W, px;
-    e.g. the GT), as DFR computes it (disparity resized to the level), brought back to B×1×H×W (nearest) with
-    non-finite values where the match leaves the image. One map per level (poster problem 3)."""
+    e.g. the GT): DFR's own loss maps (`depthnb.methods.dfr.feature_maps`, the disparity resized to the level),
+    brought back to B×1×H×W (nearest) with nan where the match leaves the image. One map per level
+    (poster problem 3)."""
     check_tensor(disp, 'disp', 4, 1, floating=True)
     out = []
-    for fl, fr in zip(features_l, features_r):
-        d = resize_disparity(disp, fl.shape[-2:])
-        warped, valid = warp_by_disparity(fr, d)
-        e = feature_reconstruction(fl, warped, metric).masked_fill(~valid, float('nan'))
-        out.append(F.interpolate(e, size=disp.shape[-2:], mode='nearest'))
+    for error, valid in feature_maps(features_l, features_r, disp, metric):
+        error = error.masked_fill(~valid, float('nan'))
+        out.append(F.interpolate(error, size=disp.shape[-2:], mode='nearest'))
     return out

@@ -5,183 +5,154 @@
 # %% ../../nbs/41_method_dfr.ipynb #028f3ac0
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
 from ..core import DepthnbInputError
-from ..engine import StageConfig
 from ..geometry import resize_disparity, warp_by_disparity
 from ..losses import edge_aware_smoothness, feature_reconstruction, masked_mean, photometric_error
-from .supervised import SupervisedStereo
-from ..viz import colorize
+from .supervised import SupervisedStereo, check_sources
 
 # %% auto #0
-__all__ = ['VARIANTS', 'DFR', 'cache_path', 'render_caches', 'experiment_config', 'motorcycle_factor_for', 'evaluation_sets',
-           'evaluate_sets', 'prediction_figure']
+__all__ = ['VARIANTS', 'photometric_maps', 'feature_maps', 'DFR']
 
-# %% ../../nbs/41_method_dfr.ipynb #66106d13
+# %% ../../nbs/41_method_dfr.ipynb #56d29035
 VARIANTS = ('supervised', 'semi_ph', 'semi_dfr')
 
 def _area(x: torch.Tensor, size) -> torch.Tensor:
-    return x if x.shape[-2:] == tuple(size) else F.adaptive_avg_pool2d(x, size)
+    "`x` (B×C×H×W) area-averaged to `size` = (h, w); `x` itself when it has that size."
+    if x.shape[-2:] == tuple(size):
+        return x
+    return F.adaptive_avg_pool2d(x, size)
 
+def photometric_maps(left: torch.Tensor, right: torch.Tensor, disps: Sequence[torch.Tensor],
+                     alpha: float = 0.85) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """PH's per-pixel loss at each scale: `L_ph(I_l, W(I_r, D̂_s))` = `photometric_error` (α·(1 − SSIM)/2 +
+    (1 − α)·L1) between the left image and the right image warped by `D̂_s`, both area-averaged to the size of
+    `D̂_s`. `left`, `right`: B×3×H×W; `disps`: B×1×h_s×w_s per scale (px of that size).
+    Returns `(error, valid)` per scale, both B×1×h_s×w_s (`valid`: bool, the match inside the right view)."""
+    maps = []
+    for disp in disps:
+        size = disp.shape[-2:]
+        warped, valid = warp_by_disparity(_area(right, size), disp)
+        maps.append((photometric_error(_area(left, size), warped, alpha), valid))
+    return maps
+
+def feature_maps(features_l: Sequence[torch.Tensor], features_r: Sequence[torch.Tensor], disp: torch.Tensor,
+                 metric: str = 'cosine') -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """DFR's per-pixel loss at each feature level: `L_cos(F_l, W(F_r, D̂))` = `feature_reconstruction` (with
+    `metric`) between the left features and the right features warped by the finest disparity `disp`
+    (B×1×H×W, px) resized to the level (values rescaled). `features_l`, `features_r`: B×C_k×h_k×w_k per level.
+    Returns `(error, valid)` per level, both B×1×h_k×w_k (`valid`: bool, the match inside the right view)."""
+    maps = []
+    for fl, fr in zip(features_l, features_r):
+        warped, valid = warp_by_disparity(fr, resize_disparity(disp, fl.shape[-2:]))
+        maps.append((feature_reconstruction(fl, warped, metric), valid))
+    return maps
+
+# %% ../../nbs/41_method_dfr.ipynb #66106d13
 class DFR(SupervisedStereo):
-    """The DFR poster's semi-supervised DispNet: `SupervisedStereo` (its network, supervised loss and `infer`) plus a
-    loss for unlabelled batches. Batches whose `source` is `labelled_source` get the supervised loss;
+    """The DFR poster's semi-supervised DispNet: `SupervisedStereo` (its network, supervised loss and
+    `infer`) plus a loss for unlabelled batches. The source named `labelled_source` gets the supervised loss,
     the others the masked reconstruction loss of `variant` (`semi_ph`: photometric, `semi_dfr`: feature
     reconstruction with `metric`) plus `smooth_weight` × edge-aware smoothness."""
     name = 'dfr'
 
-    def __init__(self, variant: str = 'semi_dfr', width: int = 32, scales: int = 4, max_disp: float | None = None,
-                 occ_weight: float = 1.0, self_weight: float = 1.0, smooth_weight: float = 0.1, metric: str = 'cosine',
-                 alpha: float = 0.85, detach_mask: bool = True, detach_features: bool = True, labelled_source: str = 'labelled'):
-        if variant not in VARIANTS: raise DepthnbInputError(f'variant must be one of {VARIANTS}, got {variant!r}')
+    def __init__(self, variant: str = 'semi_dfr', width: int = 32, scales: int = 4,
+                 max_disp: float | None = None, occ_weight: float = 1.0, self_weight: float = 1.0,
+                 smooth_weight: float = 0.1, metric: str = 'cosine', alpha: float = 0.85,
+                 detach_mask: bool = True, detach_features: bool = True, labelled_source: str = 'labelled'):
+        if variant not in VARIANTS:
+            raise DepthnbInputError(f'variant must be one of {VARIANTS}, got {variant!r}')
         super().__init__(width=width, scales=scales, max_disp=max_disp, occ_weight=occ_weight)
-        self.args = dict(variant=variant, width=width, scales=scales, max_disp=max_disp, occ_weight=occ_weight,
-                         self_weight=self_weight, smooth_weight=smooth_weight, metric=metric, alpha=alpha,
-                         detach_mask=detach_mask, detach_features=detach_features, labelled_source=labelled_source)
-        self.variant, self.self_weight, self.smooth_weight = variant, self_weight, smooth_weight
-        self.metric, self.alpha, self.detach_mask, self.detach_features = metric, alpha, detach_mask, detach_features
+        self.args = dict(variant=variant, width=width, scales=scales, max_disp=max_disp,
+                         occ_weight=occ_weight, self_weight=self_weight, smooth_weight=smooth_weight,
+                         metric=metric, alpha=alpha, detach_mask=detach_mask, detach_features=detach_features,
+                         labelled_source=labelled_source)
+        self.variant = variant
+        self.self_weight = self_weight
+        self.smooth_weight = smooth_weight
+        self.metric = metric
+        self.alpha = alpha
+        self.detach_mask = detach_mask
+        self.detach_features = detach_features
         self.labelled_source = labelled_source
 
-    def reconstruction(self, out: dict, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-        "The unlabelled loss of the variant, averaged over scales (PH) or feature maps (DFR), masked by 1 − M̂."
-        def keep(s_or_size):
-            occ = torch.sigmoid(out['occ'][0])
-            occ = occ.detach() if self.detach_mask else occ
-            return 1 - _area(occ, s_or_size)
-        if self.variant == 'semi_ph':
-            total = 0.
-            for d in out['disp']:
-                size = d.shape[-2:]
-                l, r = _area(left, size), _area(right, size)
-                warped, valid = warp_by_disparity(r, d)
-                total = total + masked_mean(photometric_error(l, warped, self.alpha), keep(size) * valid)
-            return total / len(out['disp'])
-        total = 0.
-        for fl, fr in zip(out['features_l'], out['features_r']):
-            if self.detach_features: fl, fr = fl.detach(), fr.detach()
-            size = fl.shape[-2:]
-            d = resize_disparity(out['disp'][0], size)
-            warped, valid = warp_by_disparity(fr, d)
-            total = total + masked_mean(feature_reconstruction(fl, warped, self.metric), keep(size) * valid)
-        return total / len(out['features_l'])
+    @property
+    def term(self) -> str:
+        "The name of the unlabelled loss term: `'ph'` for `semi_ph`, else `'dfr'`."
+        return 'ph' if self.variant == 'semi_ph' else 'dfr'
 
-    def losses(self, batch: dict, stage: StageConfig) -> dict[str, torch.Tensor]:
-        out = self.net(batch['left'], batch['right'])
-        if batch.get('source', self.labelled_source) == self.labelled_source:
-            return self.supervised_losses(out, batch)
-        if self.variant == 'supervised':                  # never train on the target domain's labels by accident
-            raise DepthnbInputError(f"variant 'supervised' got a batch from {batch['source']!r}; it trains on "
-                                    f"{self.labelled_source!r} batches only (set the stage's data to [{self.labelled_source!r}])")
-        terms = {('ph' if self.variant == 'semi_ph' else 'dfr'): self.self_weight * self.reconstruction(out, batch['left'], batch['right'])}
+    def non_occlusion(self, out: dict, size) -> torch.Tensor:
+        """`1 − M̂` at `size`: one minus the finest predicted occlusion probability, area-averaged to `size`
+        (B×1×h×w; detached with `detach_mask`, so occlusion is learnt from the labels only)."""
+        occ = torch.sigmoid(out['occ'][0])
+        if self.detach_mask:
+            occ = occ.detach()
+        return 1 - _area(occ, size)
+
+    def reconstruction_maps(self, out: dict, left: torch.Tensor, right: torch.Tensor) -> list[dict]:
+        """The variant's per-pixel unlabelled loss of DispNet outputs `out` on the images `left`, `right`
+        (B×3×H×W): one dict per disparity scale (PH, `photometric_maps`) or per feature level (DFR,
+        `feature_maps`, features detached with `detach_features`) with `error` (B×1×h×w), `valid` (bool) and
+        `weight` = `(1 − M̂)·valid`, the mask of the loss (`non_occlusion`)."""
+        if self.term == 'ph':
+            maps = photometric_maps(left, right, out['disp'], self.alpha)
+        else:
+            features_l, features_r = out['features_l'], out['features_r']
+            if self.detach_features:
+                features_l = [f.detach() for f in features_l]
+                features_r = [f.detach() for f in features_r]
+            maps = feature_maps(features_l, features_r, out['disp'][0], self.metric)
+        return [dict(error=error, valid=valid, weight=self.non_occlusion(out, error.shape[-2:]) * valid)
+                for error, valid in maps]
+
+    def reconstruction(self, out: dict, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        "The unlabelled loss: the `weight`-masked mean of each of `reconstruction_maps`, averaged over them."
+        maps = self.reconstruction_maps(out, left, right)
+        return sum(masked_mean(m['error'], m['weight']) for m in maps) / len(maps)
+
+    def smoothness(self, out: dict, left: torch.Tensor) -> torch.Tensor:
+        "Edge-aware smoothness of each disparity scale `s` against the left image at its size, × 1/2^s."
+        terms = []
+        for s, disp in enumerate(out['disp']):
+            terms.append(edge_aware_smoothness(disp, _area(left, disp.shape[-2:])) / 2 ** s)
+        return sum(terms)
+
+    def source_losses(self, source: str, batch: dict) -> dict[str, torch.Tensor]:
+        """The loss terms of one source's collated batch: `epe`/`occ` for `labelled_source`, the variant's
+        reconstruction (`ph` or `dfr`) and `smooth` for the others (their labels are never read)."""
+        if source == self.labelled_source:
+            return super().source_losses(source, batch)
+        if self.variant == 'supervised':          # never train on the target domain's labels by accident
+            raise DepthnbInputError(f"variant 'supervised' got a batch from {source!r}; it trains on "
+                                    f"{self.labelled_source!r} batches only "
+                                    f"(set the stage's data to [{self.labelled_source!r}])")
+        left, right = batch['left'], batch['right']
+        out = self.net(left, right)
+        terms = {self.term: self.self_weight * self.reconstruction(out, left, right)}
         if self.smooth_weight > 0:
-            terms['smooth'] = self.smooth_weight * sum(edge_aware_smoothness(d, _area(batch['left'], d.shape[-2:])) / 2 ** s
-                                                       for s, d in enumerate(out['disp']))
+            terms['smooth'] = self.smooth_weight * self.smoothness(out, left)
         return terms
 
-    def visuals(self, batch: dict) -> dict[str, torch.Tensor]:          # unlabelled batches have no GT to draw
-        p = self.infer(batch['left'][:1], batch['right'][:1])
-        return {'left': batch['left'][0], 'disp/pred': colorize(p['disp'][0], vmin=0), 'occ/pred': p['occ'][0].expand(3, -1, -1)}
+    @torch.no_grad()
+    def visuals(self, batch: dict) -> dict[str, torch.Tensor]:
+        "`SupervisedStereo.visuals`, without the GT of the unlabelled sources."
+        shown = {}
+        for source, b in check_sources(batch, 'DFR').items():
+            shown[source] = b if source == self.labelled_source else {'left': b['left'], 'right': b['right']}
+        return super().visuals(shown)
 
     @classmethod
     def default_config(cls, variant: str = 'semi_dfr') -> dict:
         "FlyingObjects (labelled) + Street (unlabelled) at 64×192, alternating batches, Adam 1e-4."
-        data = ['labelled'] if variant == 'supervised' else ['labelled', 'unlabelled']
-        return dict(method='dfr', method_args={'variant': variant},
-                    data={'labelled': {'type': 'SyntheticStereo', 'args': {'world': 'flying', 'size': [64, 192], 'n': 4000}},
-                          'unlabelled': {'type': 'SyntheticStereo', 'args': {'world': 'street', 'size': [64, 192], 'n': 4000}}},
-                    stages=[{'name': variant, 'steps': 4000, 'lr': 1e-4, 'milestones': [3200], 'data': data, 'mix': 'alternate'}],
+        sources = ['labelled'] if variant == 'supervised' else ['labelled', 'unlabelled']
+        args = dict(size=[64, 192], n=4000)
+        data = {'labelled': {'type': 'SyntheticStereo', 'args': args | {'world': 'flying'}},
+                'unlabelled': {'type': 'SyntheticStereo', 'args': args | {'world': 'street'}}}
+        stage = {'name': variant, 'steps': 4000, 'lr': 1e-4, 'milestones': [3200], 'data': sources,
+                 'mix': 'alternate'}
+        return dict(method='dfr', method_args={'variant': variant}, data=data, stages=[stage],
                     batch_size=4, ckpt_every=500, image_every=250, out=f'runs/dfr-{variant}')
-
-# %% ../../nbs/41_method_dfr.ipynb #41d7722a
-import os
-from pathlib import Path
-
-def cache_path(world: str, n: int, seed: int, size, root: str | os.PathLike = 'data_cache') -> Path:
-    "Where `experiment_config` expects the cache of `n` samples of `world` (`depthnb render` writes it)."
-    return Path(root) / f'{world}-{size[0]}x{size[1]}-s{seed}-n{n}'
-
-def render_caches(size=(64, 192), n_train: int = 1200, n_eval: int = 100, root: str | os.PathLike = 'data_cache',
-                  eval_seed: int = 1000, workers: int = 2, progress: bool = True,
-                  which=('flying', 'street', 'flying_eval', 'street_eval')) -> dict[str, Path]:
-    """Render (or finish rendering) the training caches of FlyingObjects and Street (seed 0) and their held-out
-    evaluation caches (`eval_seed`) — those named in `which`; returns their folders by name."""
-    from depthnb.data.synthetic import make_world, write_cache
-    todo = {'flying': ('flying', n_train, 0), 'street': ('street', n_train, 0),
-            'flying_eval': ('flying', n_eval, eval_seed), 'street_eval': ('street', n_eval, eval_seed)}
-    return {k: write_cache(make_world(w, seed=s, size=tuple(size), n=n), cache_path(w, n, s, size, root), workers, progress)
-            for k, (w, n, s) in todo.items() if k in which}
-
-def experiment_config(variant: str, out: str | os.PathLike, size=(64, 192), steps: int = 3000, batch_size: int = 8,
-                      lr: float = 3e-4, n_train: int = 1200, root: str | os.PathLike = 'data_cache', width: int = 32,
-                      seed: int = 0) -> dict:
-    """The config of one variant of the experiment: DFR from scratch on the cached FlyingObjects (labelled) and Street
-    (unlabelled) samples, alternating batches (`supervised`: labelled only), Adam `lr` decayed ×0.1 at 80 % of `steps`."""
-    if variant not in VARIANTS: raise DepthnbInputError(f'variant must be one of {VARIANTS}, got {variant!r}')
-    data = {'labelled': {'type': 'SyntheticStereo', 'args': {'cache': str(cache_path('flying', n_train, 0, size, root))}}}
-    if variant != 'supervised':
-        data['unlabelled'] = {'type': 'SyntheticStereo', 'args': {'cache': str(cache_path('street', n_train, 0, size, root))}}
-    return dict(method='dfr', method_args={'variant': variant, 'width': width}, data=data, seed=seed,
-                stages=[{'name': variant, 'steps': steps, 'lr': lr, 'milestones': [int(0.8 * steps)], 'data': list(data),
-                         'mix': 'alternate'}],
-                batch_size=batch_size, ckpt_every=250, image_every=0, log_every=25, out=str(out))
-
-def motorcycle_factor_for(width: int) -> int:
-    "The downscaling factor that brings the Motorcycle pair (741 px wide) closest to `width`."
-    from depthnb.data.datasets import RealPair
-    full = RealPair(1)[0]['left'].shape[-1]
-    return max(1, round(full / width))
-
-def evaluation_sets(size=(64, 192), n_eval: int = 100, root: str | os.PathLike = 'data_cache', eval_seed: int = 1000,
-                    motorcycle_factor: int | None = None) -> dict:
-    """The held-out evaluation data: cached FlyingObjects and Street samples of `eval_seed`, and the Motorcycle pair
-    downscaled by `motorcycle_factor` (None: to about the training width, `motorcycle_factor_for(size[1])`).
-    DispNet's default output range is a fraction of the input width (`max_disp=None` → 0.3·W), so a model is
-    evaluated at about the width it was trained at."""
-    from depthnb.data.datasets import RealPair
-    from depthnb.data.synthetic import SyntheticStereo
-    if motorcycle_factor is None: motorcycle_factor = motorcycle_factor_for(size[1])
-    return {'flying': SyntheticStereo(cache=cache_path('flying', n_eval, eval_seed, size, root)),
-            'street': SyntheticStereo(cache=cache_path('street', n_eval, eval_seed, size, root)),
-            'motorcycle': RealPair(factor=motorcycle_factor)}
-
-def evaluate_sets(method, sets: dict, n: int | None = None) -> dict:
-    """`{name: {'epe', 'd1', 'regions': {region: {'epe', 'd1', 'fraction', 'pixels'}}}}` of `method` on each
-    dataset of `sets` (regions: `depthnb.analysis.regions.region_masks`)."""
-    from depthnb.analysis.regions import evaluate_regions
-    out = {}
-    for name, ds in sets.items():
-        r = evaluate_regions(method, ds, n)
-        out[name] = dict(epe=r['all']['epe'], d1=r['all']['d1'], regions=r)
-    return out
-
-# %% ../../nbs/41_method_dfr.ipynb #392cce54
-def prediction_figure(methods: dict, samples: dict, max_error: float = 3.0):
-    """A matplotlib figure: one row per (sample, method) with left image, GT disparity, prediction, |error| and
-    predicted occlusion (plus the GT occlusion where the sample has `occ_l`). `methods`: name → method;
-    `samples`: name → stereo sample (3-D tensors)."""
-    import matplotlib.pyplot as plt
-    rows = [(sn, mn) for sn in samples for mn in methods]
-    h, w = samples[rows[0][0]]['left'].shape[-2:]
-    row_height = 1.9 * min(1.5, max(0.5, 3 * h / w))          # a 1:3 image gets 1.9 in per row
-    fig, axs = plt.subplots(len(rows), 5, figsize=(15, row_height * len(rows)), squeeze=False)
-    for ax_row, (sn, mn) in zip(axs, rows):
-        s, m = samples[sn], methods[mn]
-        with torch.no_grad(): p = m.predict(s['left'][None], s['right'][None])
-        gt, pred = s['disp_l'][0], p['disp'][0, 0].cpu()
-        valid = torch.isfinite(gt) & (gt > 0)
-        if 'disp_l_valid' in s: valid &= s['disp_l_valid'][0].bool()
-        vmax = float(gt[valid].max())
-        err = torch.where(valid, (pred - gt).abs(), torch.zeros_like(gt))
-        epe = float(err[valid].mean())
-        occ_gt = s['occ_l'][0] if 'occ_l' in s else None
-        panels = [(s['left'].permute(1, 2, 0), None, f'{sn}: left'), (torch.where(valid, gt, torch.nan), 'magma', 'GT disparity'),
-                  (pred, 'magma', f'{mn}: prediction'), (err, 'inferno', f'|error| (EPE {epe:.2f} px)'),
-                  (p['occ'][0, 0].cpu() if occ_gt is None else torch.cat((occ_gt, p['occ'][0, 0].cpu()), 0), 'gray',
-                   'pred. occlusion' if occ_gt is None else 'occlusion: GT / pred.')]
-        for ax, (img, cmap, title) in zip(ax_row, panels):
-            kw = dict(vmin=0, vmax=vmax) if cmap == 'magma' else dict(vmin=0, vmax=max_error) if cmap == 'inferno' else dict(vmin=0, vmax=1)
-            ax.imshow(img, cmap=cmap, **({} if cmap is None else kw)); ax.set_title(title, fontsize=8); ax.axis('off')
-    fig.tight_layout()
-    return fig

@@ -5,23 +5,47 @@
 # %% ../../nbs/40_method_supervised.ipynb #55894b6a
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from ..core import DepthnbInputError
-from ..engine import Method, StageConfig
+from ..method import Method
 from ..losses import multiscale_epe, occlusion_bce
 from ..models import DispNet
 from ..viz import colorize
 
 # %% auto #0
-__all__ = ['SupervisedStereo']
+__all__ = ['check_sources', 'mean_terms', 'SupervisedStereo']
+
+# %% ../../nbs/40_method_supervised.ipynb #c0c9474a
+def check_sources(batch: dict, who: str) -> dict[str, dict]:
+    """`batch` as the engine passes it to `Method.losses` and `visuals`: source dataset name → that dataset's
+    collated batch (a dict of tensors). Raises `DepthnbInputError` naming `who` for anything else."""
+    if not isinstance(batch, dict) or not batch:
+        raise DepthnbInputError(f'{who}: batch must be a non-empty dict of source name → batch, '
+                                f'got {type(batch).__name__}')
+    flat = [k for k, v in batch.items() if not isinstance(v, dict)]
+    if flat:
+        raise DepthnbInputError(f"{who}: batch must map source dataset names to collated batches (e.g. "
+                                f"{{'train': {{'left': …, 'right': …}}}}); entries {flat} are not batches")
+    return batch
+
+def mean_terms(terms: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    "Named loss terms of several sources as one dict: a term that several sources give is their mean."
+    merged = {}
+    for name in dict.fromkeys(k for t in terms for k in t):
+        values = [t[name] for t in terms if name in t]
+        merged[name] = sum(values) / len(values)
+    return merged
 
 # %% ../../nbs/40_method_supervised.ipynb #bec2af2e
 class SupervisedStereo(Method):
-    "DispNet with supervised multi-scale EPE and occlusion BCE (the DFR poster's loss on labelled synthetic data)."
+    "DispNet with supervised multi-scale EPE and occlusion BCE (the DFR poster's loss on labelled data)."
     name = 'supervised'
 
-    def __init__(self, width: int = 32, scales: int = 4, max_disp: float | None = None, occ_weight: float = 1.0):
+    def __init__(self, width: int = 32, scales: int = 4, max_disp: float | None = None,
+                 occ_weight: float = 1.0):
         super().__init__(width=width, scales=scales, max_disp=max_disp, occ_weight=occ_weight)
         self.net = DispNet(max_disp=max_disp, scales=scales, width=width)
         self.occ_weight = occ_weight
@@ -30,29 +54,56 @@ class SupervisedStereo(Method):
         "Multi-scale EPE + occlusion BCE of DispNet outputs `out` against the labels of `batch`."
         terms = {'epe': multiscale_epe(out['disp'], batch['disp_l'], batch.get('disp_l_valid'))}
         if 'occ_l' in batch and self.occ_weight > 0:
-            terms['occ'] = self.occ_weight * occlusion_bce(out['occ'], batch['occ_l'], batch.get('occ_l_valid'))
+            occ = occlusion_bce(out['occ'], batch['occ_l'], batch.get('occ_l_valid'))
+            terms['occ'] = self.occ_weight * occ
         return terms
 
-    def losses(self, batch: dict, stage: StageConfig) -> dict[str, torch.Tensor]:
+    def source_losses(self, source: str, batch: dict) -> dict[str, torch.Tensor]:
+        "The loss terms of one source's collated batch: `supervised_losses` of DispNet on it."
+        if 'disp_l' not in batch:
+            raise DepthnbInputError(f"{type(self).__name__}: the batch of {source!r} has no 'disp_l' "
+                                    f"(GT disparity) to supervise with")
         return self.supervised_losses(self.net(batch['left'], batch['right']), batch)
 
+    def losses(self, batch: dict, stage) -> dict[str, torch.Tensor]:
+        "`source_losses` of every source in `batch` (name → collated batch); a term of several is averaged."
+        sources = check_sources(batch, type(self).__name__)
+        return mean_terms([self.source_losses(name, b) for name, b in sources.items()])
+
     def infer(self, left: torch.Tensor, right: torch.Tensor | None = None) -> dict:
-        if right is None: raise DepthnbInputError(f'{type(self).__name__} is a stereo method: predict(left, right)')
+        if right is None:
+            raise DepthnbInputError(f'{type(self).__name__} is a stereo method: predict(left, right)')
         out = self.net(left, right)
         return {'disp': out['disp'][0], 'occ': torch.sigmoid(out['occ'][0])}
 
-    def visuals(self, batch: dict) -> dict[str, torch.Tensor]:
+    def sample_visuals(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Images of the first sample of one collated batch: left image, predicted disparity and occlusion,
+        and, where the batch has `disp_l`, the GT disparity (same colour scale) and the error (0–3 px)."""
         p = self.infer(batch['left'][:1], batch['right'][:1])
+        vis = {'left': batch['left'][0], 'occ/pred': p['occ'][0].expand(3, -1, -1)}
+        if 'disp_l' not in batch:
+            vis['disp/pred'] = colorize(p['disp'][0], vmin=0)
+            return vis
         gt = batch['disp_l'][:1]
         vmax = float(gt.max())
-        return {'left': batch['left'][0], 'disp/pred': colorize(p['disp'][0], vmin=0, vmax=vmax),
-                'disp/gt': colorize(gt[0], vmin=0, vmax=vmax), 'error': colorize((p['disp'] - gt).abs()[0], 'inferno', 0, 3),
-                'occ/pred': p['occ'][0].expand(3, -1, -1)}
+        vis['disp/pred'] = colorize(p['disp'][0], vmin=0, vmax=vmax)
+        vis['disp/gt'] = colorize(gt[0], vmin=0, vmax=vmax)
+        vis['error'] = colorize((p['disp'] - gt).abs()[0], 'inferno', 0, 3)
+        return vis
+
+    @torch.no_grad()
+    def visuals(self, batch: dict) -> dict[str, torch.Tensor]:
+        "`sample_visuals` of every source in `batch` (name → collated batch), named `<source>/<image>`."
+        images = {}
+        for source, b in check_sources(batch, type(self).__name__).items():
+            images |= {f'{source}/{k}': v for k, v in self.sample_visuals(b).items()}
+        return images
 
     @classmethod
     def default_config(cls) -> dict:
         "FlyingObjects at 64×192, 3000 steps of Adam (1e-4, ÷10 at 2400) — minutes on a GPU, a long CPU run."
-        return dict(method='supervised', method_args={},
-                    data={'train': {'type': 'SyntheticStereo', 'args': {'world': 'flying', 'size': [64, 192], 'n': 4000}}},
-                    stages=[{'name': 'supervised', 'steps': 3000, 'lr': 1e-4, 'milestones': [2400], 'data': ['train']}],
+        flying = {'world': 'flying', 'size': [64, 192], 'n': 4000}
+        data = {'train': {'type': 'SyntheticStereo', 'args': flying}}
+        stage = {'name': 'supervised', 'steps': 3000, 'lr': 1e-4, 'milestones': [2400], 'data': ['train']}
+        return dict(method='supervised', method_args={}, data=data, stages=[stage],
                     batch_size=4, ckpt_every=500, image_every=250, out='runs/supervised')
