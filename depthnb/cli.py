@@ -30,19 +30,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--device', default=None, help='torch device (default: cuda if available, else cpu)')
     s.add_argument('--steps', type=int, default=800, help='training steps of the demo DFR model (default: 800)')
     s.add_argument('--warp-only', action='store_true', help='only the warp check, no training')
-    t = sub.add_parser('train', help='train a method',
-                       description='Train METHOD: its default config, updated by --config FILE (YAML) and --set overrides '
-                                   '(dotted keys, values in YAML: --set stages.0.lr=3e-4 --set batch_size=8). Unknown keys and '
-                                   'wrong types are errors; a key that is an argument of the method\'s default_config picks a preset '
-                                   '(DFR: --set variant=semi_ph). --resume DIR continues the run in DIR exactly where it stopped.')
-    t.add_argument('--method', help="a name in depthnb.methods.METHODS or 'module:Class' (not needed with --resume)")
+    train_description = ('Train METHOD by depthnb.train: its default config, updated by --config FILE '
+                         '(YAML) and --set overrides (dotted keys, values in YAML: --set stages.0.lr=3e-4 '
+                         '--set batch_size=8). Unknown keys and wrong types are errors; a key that is an '
+                         'argument of the method\'s default_config picks a preset (DFR: --set '
+                         'variant=semi_ph). --resume DIR continues the run in DIR exactly where it stopped '
+                         '(from prev.pt, with a warning, when last.pt is damaged); without it, a run whose '
+                         'folder already holds a checkpoint continues too (--fresh starts over).')
+    t = sub.add_parser('train', help='train a method', description=train_description)
+    t.add_argument('--method', help="a name in depthnb.methods.METHODS or 'module:Class' (not with --resume)")
     t.add_argument('--config', help='YAML file with config values')
-    t.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override one config value (repeatable)')
-    t.add_argument('--resume', metavar='DIR', help='a run folder (or checkpoint) to resume; its config.yaml is the base')
+    t.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                   help='override one config value (repeatable)')
+    t.add_argument('--resume', metavar='DIR',
+                   help='a run folder (or checkpoint) to resume; its config.yaml is the base')
+    t.add_argument('--fresh', action='store_true',
+                   help='start over even when the run folder already holds a checkpoint')
     e = sub.add_parser('eval', help='evaluate a trained method on a dataset',
-                       description='Disparity metrics (EPE, D1, bad-1/2/3) of the method in CHECKPOINT on NAME: a built-in world '
-                                   '(flying, street, city; held-out seed) or motorcycle (the real Middlebury pair).')
+                       description='Metrics (default: disparity EPE, D1, bad-1/2/3) of the method in CHECKPOINT on '
+                                   'NAME: a built-in world (flying, street, city; held-out seed) or motorcycle (the '
+                                   'real Middlebury pair), by depthnb.evaluate.')
     e.add_argument('--checkpoint', required=True, help='run folder or checkpoint file')
+    e.add_argument('--metrics', nargs='+', default=['disparity'], metavar='NAME',
+                   help='names in depthnb.evaluation.METRICS: disparity, depth, regions, flow, segmentation, '
+                        'odometry (flow and odometry render video samples; default: disparity)')
     e.add_argument('--data', required=True, choices=['flying', 'street', 'city', 'motorcycle'], help='evaluation data')
     e.add_argument('--n', type=int, default=50, help='samples of a built-in world (default: 50)')
     e.add_argument('--size', type=int, nargs=2, default=None, metavar=('H', 'W'), help='image size of a built-in world (default: the training size)')
@@ -73,66 +84,98 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 def config_presets(cls, overrides: list[str]) -> tuple[dict, list[str]]:
-    """Split `--set` overrides into arguments of `cls.default_config` (e.g. DFR's `variant`: `--set variant=semi_ph`
-    builds that variant's default config) and the remaining dotted config keys."""
-    import inspect, yaml
+    """Split `--set` overrides into arguments of `cls.default_config` (e.g. DFR's `variant`: `--set
+    variant=semi_ph` builds that variant's default config) and the remaining dotted config keys."""
+    import inspect
+    import yaml
     params = set(inspect.signature(cls.default_config).parameters)
-    preset, rest = {}, []
-    for o in overrides:
-        k, sep, v = o.partition('=')
-        if sep and k.strip() in params: preset[k.strip()] = yaml.safe_load(v)
-        else: rest.append(o)
+    preset = {}
+    rest = []
+    for override in overrides:
+        key, sep, value = override.partition('=')
+        if not (sep and key.strip() in params):
+            rest.append(override)
+            continue
+        try:
+            preset[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise DepthnbInputError(f'--set {override}: the value is not valid YAML') from None
     return preset, rest
 
-def train(args) -> None:
-    "`depthnb train`: config → method → datasets → Trainer."
-    import yaml
+def _run_config(run, method: str | None) -> dict:
+    "The config data saved in the run folder of `run` (a folder or a checkpoint in one), matching `method`."
     from pathlib import Path
-    from depthnb.api import method_class
-    from depthnb.core import seed_everything
-    from depthnb.engine import Trainer, build_datasets, load_config
+    from depthnb.engine import read_yaml
+    from depthnb.method import method_class
+    run = Path(run)
+    config_file = (run if run.is_dir() else run.parent) / 'config.yaml'
+    if not config_file.is_file():
+        raise DepthnbInputError(f'{config_file} not found: --resume needs a run folder of depthnb train')
+    base = read_yaml(config_file)
+    if method and method_class(method) is not method_class(base.get('method', '')):
+        raise DepthnbInputError(f"--method {method} does not match the run in {run} ({base.get('method')})")
+    return base
+
+def train(args) -> None:
+    """`depthnb train`: the config (the method's defaults, or the run's config.yaml with --resume, updated by
+    --config and --set) → `depthnb.train`."""
+    from depthnb.engine import has_checkpoint, load_config
+    from depthnb.engine import train as train_config
+    from depthnb.method import method_class
     if args.resume:
-        run = Path(args.resume)
-        cfg_file = (run if run.is_dir() else run.parent) / 'config.yaml'
-        if not cfg_file.is_file(): raise DepthnbInputError(f'{cfg_file} not found: --resume needs a run folder written by depthnb train')
-        base = yaml.safe_load(cfg_file.read_text())
-        if args.method and method_class(args.method) is not method_class(base['method']):
-            raise DepthnbInputError(f"--method {args.method} does not match the run in {run} ({base['method']})")
-        cfg = load_config(base, args.config, args.set)
+        cfg = load_config(_run_config(args.resume, args.method), args.config, args.set)
+        resume = args.resume
     else:
-        if not args.method: raise DepthnbInputError('--method is required (or --resume DIR)')
+        if not args.method:
+            raise DepthnbInputError('--method is required (or --resume DIR)')
         cls = method_class(args.method)
         preset, overrides = config_presets(cls, args.set)
         cfg = load_config(cls.default_config(**preset) | {'method': args.method}, args.config, overrides)
-    cls = method_class(cfg.method)
-    seed_everything(cfg.seed)
-    method = cls(**cfg.method_args)
-    Trainer(method, build_datasets(cfg), cfg).fit(resume=args.resume)
+        resume = None if args.fresh else 'auto'
+        if resume and has_checkpoint(cfg.out):
+            print(f'{cfg.out} holds a checkpoint of an earlier run: continuing it (--fresh starts over)',
+                  flush=True)
+    train_config(cfg, resume=resume)
     print(f'trained {cfg.method}; run folder: {cfg.out}')
 
-def _eval_data(args, method):
+def _training_size(checkpoint) -> tuple[int, int]:
+    "The image size of the first training dataset of a checkpoint's config that names one (default 128×384)."
+    from depthnb.engine import load_checkpoint
+    cfg = load_checkpoint(checkpoint)['config']
+    for d in cfg.get('data', {}).values():
+        args = d.get('args')
+        if isinstance(args, dict) and args.get('size'):
+            return tuple(args['size'])
+    return (128, 384)
+
+def _eval_data(args):
+    "The evaluation dataset of `depthnb eval`: video samples of a built-in world when a metric needs frames."
     from depthnb.data.datasets import RealPair
-    from depthnb.data.synthetic import SyntheticStereo
-    if args.data == 'motorcycle': return RealPair()
-    size = tuple(args.size) if args.size else None
-    if size is None:
-        from depthnb.engine import load_checkpoint
-        cfg = load_checkpoint(args.checkpoint)['config']
-        sizes = [d['args'].get('size') for d in cfg.get('data', {}).values() if isinstance(d.get('args'), dict) and d['args'].get('size')]
-        size = tuple(sizes[0]) if sizes else (128, 384)
-    return SyntheticStereo(args.data, seed=args.seed, size=size, n=args.n)
+    from depthnb.data.synthetic import SyntheticStereo, SyntheticVideo
+    if args.data == 'motorcycle':
+        return RealPair()
+    size = tuple(args.size) if args.size else _training_size(args.checkpoint)
+    video = bool({'flow', 'odometry'} & set(args.metrics))
+    world = SyntheticVideo if video else SyntheticStereo
+    return world(args.data, seed=args.seed, size=size, n=args.n)
 
 def evaluate(args) -> dict:
-    "`depthnb eval`: disparity metrics of a trained method."
+    "`depthnb eval`: the `--metrics` of a trained method on `--data` (`depthnb.evaluation.evaluate`)."
     import json
-    from depthnb.api import evaluate_disparity, load
+    from pathlib import Path
+    from depthnb.api import load
+    from depthnb.core import atomic_write
+    from depthnb.evaluation import evaluate as evaluate_method
+    from depthnb.evaluation import make_metrics
+    metrics = make_metrics(args.metrics)                 # unknown names fail before the method is loaded
     method = load(args.checkpoint, args.device)
-    m = evaluate_disparity(method, _eval_data(args, method), n=args.n)
-    print(json.dumps(m, indent=2))
+    result = evaluate_method(method, _eval_data(args), metrics, n=args.n)
+    text = json.dumps(result, indent=2)
+    print(text)
     if args.out:
-        from pathlib import Path
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True); Path(args.out).write_text(json.dumps(m, indent=2) + '\n')
-    return m
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(args.out, text + '\n')
+    return result
 
 def predict(args) -> None:
     "`depthnb predict`: disparity of the user's images as PNG and .npy."
