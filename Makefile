@@ -6,8 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH := torch==2.14.1 torchvision==0.29.1
+# Extra arguments of `depthnb demo`, e.g. `make demo DEMO_ARGS="--steps 20"` (the fresh-clone test does this).
+DEMO_ARGS ?=
 
-.PHONY: demo test export clean-nbs bench venv
+.PHONY: demo test test-fresh export clean-nbs bench venv
 
 venv: $(STAMP)
 
@@ -20,11 +22,15 @@ $(STAMP): settings.ini setup.py pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/depthnb demo --out demo_out
+	$(BIN)/depthnb demo --out demo_out $(DEMO_ARGS)
 
 test: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2
 	$(BIN)/python -m pytest -q tests/
+
+# A fresh clone of HEAD, `make demo` in it (fewer steps), its outputs checked; logs in test-logs/fresh-clone/.
+test-fresh: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow tests/test_fresh_clone.py
 
 export: $(STAMP)
 	$(BIN)/nbdev_export

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .core import DepthnbInputError, get_device
+from .core import DepthnbInputError, atomic_write, get_device
 from .geometry import warp_by_disparity, splat_disparity, lr_occlusion
 from .losses import photometric_error, masked_mean
 
@@ -21,13 +21,22 @@ from .losses import photometric_error, masked_mean
 __all__ = ['MOTORCYCLE_CALIB', 'area_downscale', 'load_motorcycle', 'warp_check', 'plot_warp_check', 'run_warp_check']
 
 # %% ../nbs/04_warp_check.ipynb #b70bdca7
-MOTORCYCLE_CALIB = dict(focal=994.978, baseline=0.193001, doffs=31.086, cx=311.193, cy=254.877)  # skimage's docstring
+# the calibration in scikit-image's docstring of stereo_motorcycle
+MOTORCYCLE_CALIB = dict(focal=994.978, baseline=0.193001, doffs=31.086, cx=311.193, cy=254.877)
 
 def area_downscale(x: torch.Tensor, factor: int) -> torch.Tensor:
     "Average k×k blocks of B×C×H×W `x` (cropping H, W to multiples of `factor`); `+inf` stays `+inf`."
-    if not isinstance(factor, int) or factor < 1: raise DepthnbInputError(f'factor must be a positive int, got {factor!r}')
-    h, w = (x.shape[-2] // factor) * factor, (x.shape[-1] // factor) * factor
-    return F.avg_pool2d(x[..., :h, :w], factor) if factor > 1 else x
+    if not isinstance(factor, int) or factor < 1:
+        raise DepthnbInputError(f'factor must be a positive int, got {factor!r}')
+    if factor == 1:
+        return x
+    height = (x.shape[-2] // factor) * factor
+    width = (x.shape[-1] // factor) * factor
+    return F.avg_pool2d(x[..., :height, :width], factor)
+
+def _image_tensor(image: np.ndarray) -> torch.Tensor:
+    "An H×W×3 uint8 image as a 1×3×H×W float tensor in [0, 1]."
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255
 
 def load_motorcycle(factor: int = 2, device=None) -> dict:
     """scikit-image's Middlebury Motorcycle pair, downscaled by `factor`.
@@ -37,13 +46,14 @@ def load_motorcycle(factor: int = 2, device=None) -> dict:
     = focal·baseline/(disp + doffs) for this Middlebury pair)."""
     from skimage import data
     left, right, disp = data.stereo_motorcycle()
-    to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float() / 255
-    left, right = area_downscale(to_t(left), factor), area_downscale(to_t(right), factor)
-    d = area_downscale(torch.from_numpy(disp.astype(np.float32))[None, None], factor) / factor
-    valid = torch.isfinite(d)
-    dev = get_device(device)
-    return dict(left=left.to(dev), right=right.to(dev), disp_l=torch.where(valid, d, torch.zeros_like(d)).to(dev),
-                valid=valid.to(dev), focal=MOTORCYCLE_CALIB['focal'] / factor, baseline=MOTORCYCLE_CALIB['baseline'],
+    left = area_downscale(_image_tensor(left), factor)
+    right = area_downscale(_image_tensor(right), factor)
+    disp = area_downscale(torch.from_numpy(disp.astype(np.float32))[None, None], factor) / factor
+    valid = torch.isfinite(disp)
+    disp = torch.where(valid, disp, torch.zeros_like(disp))
+    device = get_device(device)
+    return dict(left=left.to(device), right=right.to(device), disp_l=disp.to(device), valid=valid.to(device),
+                focal=MOTORCYCLE_CALIB['focal'] / factor, baseline=MOTORCYCLE_CALIB['baseline'],
                 doffs=MOTORCYCLE_CALIB['doffs'] / factor)
 
 # %% ../nbs/04_warp_check.ipynb #448d0d19
@@ -52,64 +62,86 @@ def warp_check(factor: int = 2, alpha: float = 0.01, device=None) -> dict:
 
     Returns a dict of tensors (`left`, `right`, `warped`, `error`, `error_zero`, `occ`, `noc`) and
     `metrics`: the mean photometric error (`photometric_error`, α = 0.85) on non-occluded valid pixels
-    (`noc`: valid GT, inside the right image, not flagged by `lr_occlusion(disp_l, splat_disparity(disp_l),
-    alpha)`), the same for the zero-disparity baseline (the right image taken as is), and on occluded pixels."""
-    p = load_motorcycle(factor, device)
-    left, right, disp, valid = p['left'], p['right'], p['disp_l'], p['valid']
+    (`noc`: valid GT, inside the right image, not flagged by
+    `lr_occlusion(disp_l, splat_disparity(disp_l), alpha)`), the same for the zero-disparity baseline (the
+    right image taken as is), and on occluded pixels."""
+    pair = load_motorcycle(factor, device)
+    left, right, disp, valid = pair['left'], pair['right'], pair['disp_l'], pair['valid']
     warped, inside = warp_by_disparity(right, disp)
     occ = lr_occlusion(disp, splat_disparity(disp, valid), alpha)
     noc = valid & inside & (occ < 0.5)
     occluded = valid & (occ > 0.5)
-    err, err0 = photometric_error(left, warped), photometric_error(left, right)
-    m = dict(factor=factor, size=list(left.shape[-2:]), alpha=alpha, device=str(left.device),
-             valid_fraction=float(valid.float().mean()), noc_fraction=float(noc.float().mean()),
-             occluded_fraction=float(occluded.float().mean()),
-             photometric_noc=float(masked_mean(err, noc)), photometric_noc_zero_disparity=float(masked_mean(err0, noc)),
-             photometric_occluded=float(masked_mean(err, occluded)),
-             l1_noc=float(masked_mean((left - warped).abs().mean(1, keepdim=True), noc)),
-             l1_noc_zero_disparity=float(masked_mean((left - right).abs().mean(1, keepdim=True), noc)))
-    m['improvement_ratio'] = m['photometric_noc_zero_disparity'] / max(m['photometric_noc'], 1e-12)
-    return dict(left=left, right=right, warped=warped, disp=disp, valid=valid, error=err, error_zero=err0,
-                occ=occ, noc=noc, metrics=m)
+    error = photometric_error(left, warped)
+    error_zero = photometric_error(left, right)
+    l1_warped = (left - warped).abs().mean(1, keepdim=True)
+    l1_zero = (left - right).abs().mean(1, keepdim=True)
+    metrics = dict(factor=factor, size=list(left.shape[-2:]), alpha=alpha, device=str(left.device),
+                   valid_fraction=float(valid.float().mean()),
+                   noc_fraction=float(noc.float().mean()),
+                   occluded_fraction=float(occluded.float().mean()),
+                   photometric_noc=float(masked_mean(error, noc)),
+                   photometric_noc_zero_disparity=float(masked_mean(error_zero, noc)),
+                   photometric_occluded=float(masked_mean(error, occluded)),
+                   l1_noc=float(masked_mean(l1_warped, noc)),
+                   l1_noc_zero_disparity=float(masked_mean(l1_zero, noc)))
+    improvement = metrics['photometric_noc_zero_disparity'] / max(metrics['photometric_noc'], 1e-12)
+    metrics['improvement_ratio'] = improvement
+    return dict(left=left, right=right, warped=warped, disp=disp, valid=valid, error=error,
+                error_zero=error_zero, occ=occ, noc=noc, metrics=metrics)
 
 # %% ../nbs/04_warp_check.ipynb #e81ad822
+def _as_image(t: torch.Tensor) -> np.ndarray:
+    "The first image of a B×3×H×W tensor as an H×W×3 array in [0, 1]."
+    return t[0].permute(1, 2, 0).clamp(0, 1).cpu().numpy()
+
 def plot_warp_check(res: dict, fname: str | os.PathLike | None = None):
     "Left, right, warped, error map and occlusion map of a `warp_check` result; saved to `fname` if given."
     from matplotlib.figure import Figure
-    m = res['metrics']
-    img = lambda t: t[0].permute(1, 2, 0).clamp(0, 1).cpu().numpy()
-    err = torch.where(res['valid'], res['error'], torch.zeros_like(res['error']))[0, 0].cpu().numpy()
-    occ = res['occ'][0, 0].cpu().numpy().copy(); occ[~res['valid'][0, 0].cpu().numpy()] = 0.5
-    fig = Figure(figsize=(20, 3.6), layout='constrained')
-    axs = fig.subplots(1, 5)
-    panels = [('left', img(res['left']), {}), ('right', img(res['right']), {}),
-              ('right warped by GT disparity', img(res['warped']), {}),
-              (f"photometric error (noc mean {m['photometric_noc']:.3f}; d=0: {m['photometric_noc_zero_disparity']:.3f})",
-               err, dict(cmap='inferno', vmin=0, vmax=0.5)),
+    metrics = res['metrics']
+    valid = res['valid'][0, 0].cpu().numpy()
+    error = torch.where(res['valid'], res['error'], torch.zeros_like(res['error']))[0, 0].cpu().numpy()
+    occ = res['occ'][0, 0].cpu().numpy().copy()
+    occ[~valid] = 0.5
+    error_title = (f"photometric error (noc mean {metrics['photometric_noc']:.3f}; "
+                   f"d=0: {metrics['photometric_noc_zero_disparity']:.3f})")
+    panels = [('left', _as_image(res['left']), {}),
+              ('right', _as_image(res['right']), {}),
+              ('right warped by GT disparity', _as_image(res['warped']), {}),
+              (error_title, error, dict(cmap='inferno', vmin=0, vmax=0.5)),
               ('LR occlusion (white = occluded, grey = no GT)', occ, dict(cmap='gray', vmin=0, vmax=1))]
-    for ax, (title, im, kw) in zip(axs, panels):
-        h = ax.imshow(im, **kw); ax.set_title(title, fontsize=9); ax.axis('off')
-        if 'error' in title: fig.colorbar(h, ax=ax, fraction=0.04)
-    if fname is not None: fig.savefig(fname, dpi=80)
+    fig = Figure(figsize=(20, 3.6), layout='constrained')
+    axs = fig.subplots(1, len(panels))
+    for ax, (title, image, style) in zip(axs, panels):
+        shown = ax.imshow(image, **style)
+        ax.set_title(title, fontsize=9)
+        ax.axis('off')
+        if title == error_title:
+            fig.colorbar(shown, ax=ax, fraction=0.04)
+    if fname is not None:
+        image_format = Path(fname).suffix.lstrip('.') or 'png'
+        atomic_write(fname, lambda tmp: fig.savefig(tmp, dpi=80, format=image_format))
     return fig
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + '.tmp')
-    tmp.write_text(text); os.replace(tmp, path)
-
-def run_warp_check(out: str | os.PathLike = 'demo_out', factor: int = 2, alpha: float = 0.01, device=None) -> dict:
-    "Run `warp_check`, write `warp_check.png` and `warp_check.json` to `out`, print a short table; return the metrics."
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+def run_warp_check(out: str | os.PathLike = 'demo_out', factor: int = 2, alpha: float = 0.01,
+                   device=None) -> dict:
+    """Run `warp_check`, write `warp_check.png` and `warp_check.json` to `out` (atomically), print a short
+    table; return the metrics."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     res = warp_check(factor, alpha, device)
-    m = res['metrics']
+    metrics = res['metrics']
     plot_warp_check(res, out / 'warp_check.png')
-    _atomic_write_text(out / 'warp_check.json', json.dumps(m, indent=2) + '\n')
-    rows = [('GT disparity warp', m['photometric_noc'], m['l1_noc']),
-            ('zero disparity (baseline)', m['photometric_noc_zero_disparity'], m['l1_noc_zero_disparity'])]
-    print(f"Motorcycle pair at {m['size'][0]}×{m['size'][1]} on {m['device']}: {m['noc_fraction']:.1%} of pixels "
-          f"non-occluded with GT, {m['occluded_fraction']:.1%} occluded (LR check, α={alpha})")
+    atomic_write(out / 'warp_check.json', json.dumps(metrics, indent=2) + '\n')
+    rows = [('GT disparity warp', metrics['photometric_noc'], metrics['l1_noc']),
+            ('zero disparity (baseline)', metrics['photometric_noc_zero_disparity'],
+             metrics['l1_noc_zero_disparity'])]
+    height, width = metrics['size']
+    print(f"Motorcycle pair at {height}×{width} on {metrics['device']}: "
+          f"{metrics['noc_fraction']:.1%} of pixels non-occluded with GT, "
+          f"{metrics['occluded_fraction']:.1%} occluded (LR check, α={alpha})")
     print(f"{'mean error on non-occluded pixels':36s} {'photometric':>12s} {'L1':>8s}")
-    for name, ph, l1 in rows: print(f'{name:36s} {ph:12.4f} {l1:8.4f}')
-    print(f"photometric error on occluded pixels after the warp: {m['photometric_occluded']:.4f}")
+    for name, photometric, l1 in rows:
+        print(f'{name:36s} {photometric:12.4f} {l1:8.4f}')
+    print(f"photometric error on occluded pixels after the warp: {metrics['photometric_occluded']:.4f}")
     print(f"wrote {out / 'warp_check.png'} and {out / 'warp_check.json'}")
-    return m
+    return metrics

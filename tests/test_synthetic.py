@@ -1,15 +1,21 @@
 """Exactness of the built-in renderer, checked with the geometry module (an independent implementation of
 the same projective geometry): the labels must explain the images."""
+import json
+import os
 import pickle
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
 
 from depthnb.core import DepthnbInputError
+from depthnb.data import synthetic
 from depthnb.data.synthetic import (SEMANTIC, IGNORE, CachedWorld, FlyingObjects, Street, SyntheticStereo,
-                                    SyntheticVideo, make_world, write_cache)
+                                    SyntheticVideo, make_world, sample_file, write_cache)
 from depthnb.geometry import fb_occlusion, lr_occlusion, rigid_flow, warp_by_disparity, warp_by_flow, warp_by_pose
 
 CLEAN = dict(noise=False, exposure=False, vignetting=False, specular=False)
@@ -161,3 +167,123 @@ def test_bad_arguments():
     with pytest.raises(DepthnbInputError, match='style'): Street(style='mars')
     with pytest.raises(DepthnbInputError, match='world'): make_world('moon')
     with pytest.raises(IndexError): Street(n=2)[2]
+
+
+# --- the cache under the ways people run it: concurrently, interrupted, copied short, with dying workers ---
+
+WRITER = """
+import sys
+from depthnb.data.synthetic import make_world, write_cache
+n, workers = int(sys.argv[2]), int(sys.argv[3])
+write_cache(make_world('flying', seed=4, size=(24, 72), n=n), sys.argv[1], workers=workers, progress=True)
+print('finished', flush=True)
+"""
+
+
+def start_writer(folder, n, workers=0):
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    return subprocess.Popen([sys.executable, '-c', WRITER, str(folder), str(n), str(workers)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def assert_exact_cache(folder, world):
+    "Every sample of the cache equals the world's own rendering (images to 8 bits), and no temporary file is left."
+    cache = CachedWorld(folder)
+    assert len(cache) == world.n
+    for i in range(world.n):
+        direct = world[i]
+        cached = cache[i]
+        for key in ('disp_l', 'occ_l', 'depth_l'):
+            assert torch.equal(cached[key], direct[key]), (i, key)
+        assert (cached['left'] - direct['left']).abs().max() <= 0.5 / 255 + 1e-6
+    assert not list(Path(folder).glob('.*.tmp')), 'a temporary file was left behind'
+    assert not (Path(folder) / synthetic.RENDERING_FILE).exists()
+
+
+def test_concurrent_writers_produce_one_valid_cache(tmp_path):
+    """Three processes render the same cache at once (two experiments that need the same data): every one
+    finishes without error and the cache is whole (before the lock and per-process temporary names, writers
+    collided on `NNNNNN.pt.tmp` and one died with FileNotFoundError)."""
+    folder = tmp_path / 'shared'
+    writers = [start_writer(folder, 12) for _ in range(3)]
+    results = [w.communicate(timeout=300) for w in writers]
+    for w, (out, err) in zip(writers, results):
+        assert w.returncode == 0 and 'finished' in out, err[-2000:]
+    assert_exact_cache(folder, make_world('flying', seed=4, size=(24, 72), n=12))
+
+
+def test_a_second_writer_waits_for_the_lock(tmp_path):
+    folder = tmp_path / 'locked'
+    folder.mkdir()
+    with synthetic._cache_lock(folder, progress=False):
+        writer = start_writer(folder, 2)
+        time.sleep(8)                      # long enough to import depthnb and reach the lock
+        assert writer.poll() is None, 'the writer did not wait for the lock'
+        assert not sample_file(folder, 0).exists()
+    out, err = writer.communicate(timeout=300)
+    assert writer.returncode == 0 and 'finished' in out, err[-2000:]
+    assert 'waiting for another process' in err
+    assert_exact_cache(folder, make_world('flying', seed=4, size=(24, 72), n=2))
+
+
+def test_killed_render_is_reported_then_resumed(tmp_path):
+    folder = tmp_path / 'interrupted'
+    writer = start_writer(folder, 40)
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list(folder.glob('0*.pt'))) < 3:
+        time.sleep(0.2)
+    writer.send_signal(signal.SIGKILL)
+    writer.communicate()
+    n_there = len(list(folder.glob('0*.pt')))
+    assert 3 <= n_there < 40, n_there
+    with pytest.raises(DepthnbInputError, match='did not finish'):
+        CachedWorld(folder)
+    write_cache(make_world('flying', seed=4, size=(24, 72), n=40), folder, progress=False)
+    assert_exact_cache(folder, make_world('flying', seed=4, size=(24, 72), n=40))
+
+
+def test_truncated_sample_is_reported_and_rendered_again(tmp_path):
+    world = make_world('flying', seed=2, size=(24, 72), n=3)
+    write_cache(world, tmp_path / 'c', progress=False)
+    path = sample_file(tmp_path / 'c', 1)
+    whole = path.read_bytes()
+    path.write_bytes(whole[:len(whole) // 2])                 # as a copy that was cut short
+    with pytest.raises(DepthnbInputError, match='000001.pt has .* bytes .* truncated'):
+        CachedWorld(tmp_path / 'c')
+    with pytest.raises(DepthnbInputError, match='000001.pt'):      # what a training config opens
+        SyntheticStereo(cache=tmp_path / 'c')
+    write_cache(world, tmp_path / 'c', progress=False)
+    assert_exact_cache(tmp_path / 'c', world)
+    # a cut-short file found while resuming an interrupted render (no sizes recorded yet) is rendered again too
+    (tmp_path / 'c' / synthetic.META_FILE).unlink()
+    (tmp_path / 'c' / synthetic.RENDERING_FILE).write_text(json.dumps(synthetic.cache_description(world)))
+    path.write_bytes(whole[:100])
+    write_cache(world, tmp_path / 'c', progress=False)
+    assert_exact_cache(tmp_path / 'c', world)
+
+
+def test_cache_without_recorded_sizes_still_opens(tmp_path):
+    "A cache written before meta.json recorded the file sizes opens (existence checked) and is upgraded."
+    world = make_world('flying', seed=2, size=(24, 72), n=2)
+    write_cache(world, tmp_path / 'c', progress=False)
+    meta_path = tmp_path / 'c' / 'meta.json'
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({k: v for k, v in meta.items() if k != 'files'}))
+    assert len(CachedWorld(tmp_path / 'c')) == 2
+    write_cache(world, tmp_path / 'c', progress=False)
+    assert json.loads(meta_path.read_text()) == meta
+
+
+class DyingWorkerWorld(FlyingObjects):
+    "Sample 3 kills the DataLoader worker that renders it (as the kernel's OOM killer would)."
+    def __getitem__(self, i):
+        if i == 3 and torch.utils.data.get_worker_info() is not None:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().__getitem__(i)
+
+
+def test_render_survives_a_dying_worker(tmp_path):
+    world = DyingWorkerWorld(seed=4, size=(24, 72), n=8)
+    with pytest.warns(UserWarning, match='in this process'):
+        write_cache(world, tmp_path / 'c', workers=2, progress=False)
+    assert_exact_cache(tmp_path / 'c', FlyingObjects(seed=4, size=(24, 72), n=8))

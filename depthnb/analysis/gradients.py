@@ -27,17 +27,23 @@ def reconstruction_error(ref: torch.Tensor, src: torch.Tensor, disp: torch.Tenso
     (B×1×H×W, px): `photometric_error(ref, W(src, d), alpha)` for `kind='ph'` (images), or
     `feature_reconstruction(ref, W(src, d), metric)` for `kind='feature'` (feature maps; DFR's `L_cos`).
     Returns `(error B×1×H×W, valid B×1×H×W bool)`."""
-    if kind not in KINDS: raise DepthnbInputError(f'kind must be one of {KINDS}, got {kind!r}')
-    check_tensor(ref, 'ref', 4, floating=True); check_tensor(src, 'src', 4, floating=True)
+    if kind not in KINDS:
+        raise DepthnbInputError(f'kind must be one of {KINDS}, got {kind!r}')
+    check_tensor(ref, 'ref', 4, floating=True)
+    check_tensor(src, 'src', 4, floating=True)
     check_same_size(ref, src, 'ref', 'src', 'BCHW')
     warped, valid = warp_by_disparity(src, disp)
-    err = photometric_error(ref, warped, alpha) if kind == 'ph' else feature_reconstruction(ref, warped, metric)
+    if kind == 'ph':
+        err = photometric_error(ref, warped, alpha)
+    else:
+        err = feature_reconstruction(ref, warped, metric)
     return err, valid
 
 # %% ../../nbs/52_analysis_gradients.ipynb #c2e11493
 def _check_offsets(offsets, name: str = 'offsets') -> torch.Tensor:
     check_tensor(offsets, name, 1, floating=True)
-    if offsets.numel() == 0: raise DepthnbInputError(f'{name} must not be empty')
+    if offsets.numel() == 0:
+        raise DepthnbInputError(f'{name} must not be empty')
     check_finite(offsets, name)
     return offsets
 
@@ -47,12 +53,16 @@ def disparity_gradient(ref: torch.Tensor, src: torch.Tensor, disp_gt: torch.Tens
     """Per-pixel `∂L/∂d` at `d = disp_gt + δ` for each `δ` in `offsets` (1-D, px of `disp_gt`), with
     `L = Σ_p reconstruction_error(ref, src, d, kind, metric, alpha)·valid` (poster problem 5).
     `ref`, `src`: B×C×H×W; `disp_gt`: B×1×H×W. Returns `(grad, valid)`, both K×B×1×H×W (K = len(offsets))."""
-    if kind not in KINDS: raise DepthnbInputError(f'kind must be one of {KINDS}, got {kind!r}')
-    check_tensor(ref, 'ref', 4, floating=True); check_tensor(src, 'src', 4, floating=True)
-    check_tensor(disp_gt, 'disp_gt', 4, 1, floating=True); check_finite(disp_gt, 'disp_gt')
+    if kind not in KINDS:
+        raise DepthnbInputError(f'kind must be one of {KINDS}, got {kind!r}')
+    check_tensor(ref, 'ref', 4, floating=True)
+    check_tensor(src, 'src', 4, floating=True)
+    check_tensor(disp_gt, 'disp_gt', 4, 1, floating=True)
+    check_finite(disp_gt, 'disp_gt')
     check_same_size(ref, disp_gt, 'ref', 'disp_gt')
     _check_offsets(offsets)
-    if not (isinstance(chunk, int) and chunk >= 1): raise DepthnbInputError(f'chunk must be a positive int, got {chunk!r}')
+    if not (isinstance(chunk, int) and chunk >= 1):
+        raise DepthnbInputError(f'chunk must be a positive int, got {chunk!r}')
     offsets = offsets.to(disp_gt)
     grads, valids = [], []
     rep = lambda t, k: t.expand(k, *t.shape).flatten(0, 1)
@@ -60,75 +70,101 @@ def disparity_gradient(ref: torch.Tensor, src: torch.Tensor, disp_gt: torch.Tens
         k = len(o)
         d = (disp_gt.detach()[None] + o.view(-1, 1, 1, 1, 1)).flatten(0, 1).requires_grad_(True)
         with torch.enable_grad():
-            err, valid = reconstruction_error(rep(ref.detach(), k), rep(src.detach(), k), d, kind, metric, alpha)
+            ref_k, src_k = rep(ref.detach(), k), rep(src.detach(), k)
+            err, valid = reconstruction_error(ref_k, src_k, d, kind, metric, alpha)
             g, = torch.autograd.grad((err * valid).sum(), d)
-        grads.append(g.view(k, *disp_gt.shape)); valids.append(valid.view(k, *disp_gt.shape))
+        grads.append(g.view(k, *disp_gt.shape))
+        valids.append(valid.view(k, *disp_gt.shape))
     return torch.cat(grads), torch.cat(valids)
 
 def toward_gt(grad: torch.Tensor, offsets: torch.Tensor, mask: torch.Tensor | None = None,
               reduce: str = 'mean') -> torch.Tensor:
-    """Sign-corrected summary of `grad` (K×B×1×H×W from `disparity_gradient`) per offset: over the pixels where
-    `mask` (B×1×H×W or K×B×1×H×W bool; default all) is True, the mean of `sign(δ)·grad` (`reduce='mean'`;
-    > 0: gradient descent moves d towards the GT) or the fraction of pixels with `sign(δ)·grad > 0`
-    (`reduce='fraction'`). At δ = 0: the plain mean gradient, or the fraction of pixels with zero gradient.
-    Returns a K tensor."""
-    check_tensor(grad, 'grad', 5, floating=True); _check_offsets(offsets)
+    """Sign-corrected summary of `grad` (K×B×1×H×W from `disparity_gradient`) per offset: over the pixels
+    where `mask` (B×1×H×W or K×B×1×H×W bool; default all) is True, the mean of `sign(δ)·grad`
+    (`reduce='mean'`; > 0: gradient descent moves d towards the GT) or the fraction of pixels with
+    `sign(δ)·grad > 0` (`reduce='fraction'`). At δ = 0: the plain mean gradient, or the fraction of pixels
+    with zero gradient. Returns a K tensor."""
+    check_tensor(grad, 'grad', 5, floating=True)
+    _check_offsets(offsets)
     if grad.shape[0] != offsets.numel():
-        raise DepthnbInputError(f'grad has {grad.shape[0]} offsets in dim 0 but offsets has {offsets.numel()}')
-    if reduce not in ('mean', 'fraction'): raise DepthnbInputError(f"reduce must be 'mean' or 'fraction', got {reduce!r}")
+        raise DepthnbInputError(
+            f'grad has {grad.shape[0]} offsets in dim 0 but offsets has {offsets.numel()}')
+    if reduce not in ('mean', 'fraction'):
+        raise DepthnbInputError(f"reduce must be 'mean' or 'fraction', got {reduce!r}")
     m = torch.ones_like(grad, dtype=torch.bool) if mask is None else mask.bool()
-    try: m = torch.broadcast_to(m, grad.shape).to(grad.dtype)
-    except RuntimeError: raise DepthnbInputError(f'mask (shape {tuple(mask.shape)}) does not broadcast to grad (shape {tuple(grad.shape)})') from None
+    try:
+        m = torch.broadcast_to(m, grad.shape).to(grad.dtype)
+    except RuntimeError:
+        raise DepthnbInputError(f'mask (shape {tuple(mask.shape)}) does not broadcast to grad '
+                                f'(shape {tuple(grad.shape)})') from None
     s = torch.sign(offsets.to(grad)).view(-1, 1, 1, 1, 1)
     zero = (s == 0).expand_as(grad)
     v = s * grad if reduce == 'mean' else (s * grad > 0).to(grad.dtype)
-    if reduce == 'mean': v = torch.where(zero, grad, v)
-    else: v = torch.where(zero, (grad == 0).to(grad.dtype), v)
+    if reduce == 'mean':
+        v = torch.where(zero, grad, v)
+    else:
+        v = torch.where(zero, (grad == 0).to(grad.dtype), v)
     return (v * m).sum((1, 2, 3, 4)) / m.sum((1, 2, 3, 4)).clamp(min=1)
 
 # %% ../../nbs/52_analysis_gradients.ipynb #c8adbaa2
-def basin_width(offsets: torch.Tensor, signed_grad: torch.Tensor, side: str = 'both', threshold: float = 0.) -> float:
+def basin_width(offsets: torch.Tensor, signed_grad: torch.Tensor, side: str = 'both',
+                threshold: float = 0.) -> float:
     """Width of the basin of attraction (px, poster problem 5): the largest `|δ|` on the grid `offsets`
     (1-D, strictly increasing) such that `signed_grad` (1-D, same length; > 0 = points to the GT, from
     `toward_gt`) is `> threshold` for all offsets from 0 (exclusive) to `δ` on that side; `side` 'neg', 'pos',
     or 'both' (the smaller of the two). `threshold=0.5 * signed_grad.max()`: the half-maximum reach."""
-    _check_offsets(offsets); check_tensor(signed_grad, 'signed_grad', 1, floating=True)
+    _check_offsets(offsets)
+    check_tensor(signed_grad, 'signed_grad', 1, floating=True)
     if signed_grad.numel() != offsets.numel():
-        raise DepthnbInputError(f'signed_grad must have one value per offset ({offsets.numel()}), got {signed_grad.numel()}')
+        raise DepthnbInputError(
+            f'signed_grad must have one value per offset ({offsets.numel()}), got {signed_grad.numel()}')
     if offsets.numel() > 1 and not bool((offsets[1:] > offsets[:-1]).all()):
         raise DepthnbInputError('offsets must be strictly increasing')
-    if side not in ('neg', 'pos', 'both'): raise DepthnbInputError(f"side must be 'neg', 'pos' or 'both', got {side!r}")
+    if side not in ('neg', 'pos', 'both'):
+        raise DepthnbInputError(f"side must be 'neg', 'pos' or 'both', got {side!r}")
     signed_grad = signed_grad.to(offsets.device)
     def one(sel):                         # offsets on one side, ordered away from 0
         o, g = offsets[sel].abs(), signed_grad[sel]
-        order = o.argsort(); o, g = o[order], g[order]
+        order = o.argsort()
+        o, g = o[order], g[order]
         bad = (~(g > threshold)).nonzero()
         n = int(bad[0]) if len(bad) else len(o)
         return float(o[n - 1]) if n else 0.
-    if side == 'neg': return one(offsets < 0)
-    if side == 'pos': return one(offsets > 0)
+
+    if side == 'neg':
+        return one(offsets < 0)
+    if side == 'pos':
+        return one(offsets > 0)
     return min(one(offsets < 0), one(offsets > 0))
 
 # %% ../../nbs/52_analysis_gradients.ipynb #fbd11a0c
-def gradient_reach(offsets: torch.Tensor, signed_grad: torch.Tensor, level: float = 0.5, side: str = 'both') -> float:
-    """Outer `level`-of-maximum point of a sign-corrected gradient curve (px, poster problem 5): on each side of 0,
-    from the side's largest value outwards, the last `|δ|` of the grid `offsets` (1-D, strictly increasing) where
-    `signed_grad` stays above `level · max(signed_grad)`; 0 when the side never reaches it. `side`: 'neg', 'pos'
-    or 'both' (the smaller)."""
+def gradient_reach(offsets: torch.Tensor, signed_grad: torch.Tensor, level: float = 0.5,
+                   side: str = 'both') -> float:
+    """Outer `level`-of-maximum point of a sign-corrected gradient curve (px, poster problem 5): on each side
+    of 0, from the side's largest value outwards, the last `|δ|` of the grid `offsets` (1-D, strictly
+    increasing) where `signed_grad` stays above `level · max(signed_grad)`; 0 when the side never reaches it.
+    `side`: 'neg', 'pos' or 'both' (the smaller)."""
     basin_width(offsets, signed_grad, 'both')                     # validates offsets, signed_grad
-    if side not in ('neg', 'pos', 'both'): raise DepthnbInputError(f"side must be 'neg', 'pos' or 'both', got {side!r}")
-    if not 0 < level < 1: raise DepthnbInputError(f'level must be in (0, 1), got {level!r}')
+    if side not in ('neg', 'pos', 'both'):
+        raise DepthnbInputError(f"side must be 'neg', 'pos' or 'both', got {side!r}")
+    if not 0 < level < 1:
+        raise DepthnbInputError(f'level must be in (0, 1), got {level!r}')
     signed_grad = signed_grad.to(offsets.device)
     thr = level * float(signed_grad.max())
     def one(sel):
         o, g = offsets[sel].abs(), signed_grad[sel]
-        order = o.argsort(); o, g = o[order], g[order]
-        if not len(o) or float(g.max()) <= thr or thr <= 0: return 0.
+        order = o.argsort()
+        o, g = o[order], g[order]
+        if not len(o) or float(g.max()) <= thr or thr <= 0:
+            return 0.
         k = int(g.argmax())
         below = (~(g[k:] > thr)).nonzero()
         return float(o[k + int(below[0]) - 1]) if len(below) else float(o[-1])
-    if side == 'neg': return one(offsets < 0)
-    if side == 'pos': return one(offsets > 0)
+
+    if side == 'neg':
+        return one(offsets < 0)
+    if side == 'pos':
+        return one(offsets > 0)
     return min(one(offsets < 0), one(offsets > 0))
 
 # %% ../../nbs/52_analysis_gradients.ipynb #fa541472
@@ -137,12 +173,14 @@ def _pool_mask(mask: torch.Tensor, size) -> torch.Tensor:
     return mask if mask.shape[-2:] == tuple(size) else F.adaptive_avg_pool2d(mask.float(), size) > 1 - 1e-6
 
 def level_curve(ref: torch.Tensor, src: torch.Tensor, disp_gt: torch.Tensor, offsets: torch.Tensor,
-                mask: torch.Tensor | None = None, kind: str = 'ph', reduce: str = 'mean', **kw) -> torch.Tensor:
+                mask: torch.Tensor | None = None, kind: str = 'ph', reduce: str = 'mean',
+                **kw) -> torch.Tensor:
     """`toward_gt` curve (K) of one level: `ref`, `src` B×C×h×w (an image scale or a feature level), `disp_gt`
     B×1×H×W and `offsets` (K) in full-resolution px, `mask` B×1×H×W bool (default: all). The gradient is per
     full-resolution px of disparity; pixels whose match leaves the image at any offset are dropped.
     `kw` goes to `disparity_gradient` (metric, alpha, chunk)."""
-    check_tensor(disp_gt, 'disp_gt', 4, 1, floating=True); check_tensor(ref, 'ref', 4, floating=True)
+    check_tensor(disp_gt, 'disp_gt', 4, 1, floating=True)
+    check_tensor(ref, 'ref', 4, floating=True)
     _check_offsets(offsets)
     size = ref.shape[-2:]
     scale = size[1] / disp_gt.shape[-1]
@@ -150,7 +188,8 @@ def level_curve(ref: torch.Tensor, src: torch.Tensor, disp_gt: torch.Tensor, off
     g, valid = disparity_gradient(ref, src, d, offsets.to(d) * scale, kind=kind, **kw)
     keep = valid.all(0)
     if mask is not None:
-        check_tensor(mask, 'mask', 4, 1); check_same_size(mask, disp_gt, 'mask', 'disp_gt')
+        check_tensor(mask, 'mask', 4, 1)
+        check_same_size(mask, disp_gt, 'mask', 'disp_gt')
         keep = keep & _pool_mask(mask, size)
     return toward_gt(g * scale, offsets, keep, reduce)
 
@@ -158,13 +197,16 @@ def ph_curves(left: torch.Tensor, right: torch.Tensor, disp_gt: torch.Tensor, of
               scales: Sequence[int] = (0, 1, 2, 3), mask: torch.Tensor | None = None, alpha: float = 0.85,
               reduce: str = 'mean', chunk: int = 16) -> list[torch.Tensor]:
     """PH `level_curve` of the images area-downsampled by `2^s` for each `s` in `scales` (as DFR's multi-scale
-    PH). `left`, `right` B×3×H×W; `disp_gt`, `mask` B×1×H×W; `offsets` K (full-res px). Returns one K curve per scale."""
-    check_tensor(left, 'left', 4, 3, floating=True); check_tensor(right, 'right', 4, 3, floating=True)
+    PH). `left`, `right` B×3×H×W; `disp_gt`, `mask` B×1×H×W; `offsets` K (full-res px). Returns one K curve
+    per scale."""
+    check_tensor(left, 'left', 4, 3, floating=True)
+    check_tensor(right, 'right', 4, 3, floating=True)
     check_same_size(left, right, 'left', 'right', 'BCHW')
     h, w = left.shape[-2:]
     out = []
     for s in scales:
-        if not (isinstance(s, int) and s >= 0): raise DepthnbInputError(f'scales must be non-negative ints, got {s!r}')
+        if not (isinstance(s, int) and s >= 0):
+            raise DepthnbInputError(f'scales must be non-negative ints, got {s!r}')
         size = (-(-h // 2 ** s), -(-w // 2 ** s))
         l, r = (F.adaptive_avg_pool2d(t, size) if s else t for t in (left, right))
         out.append(level_curve(l, r, disp_gt, offsets, mask, 'ph', reduce, alpha=alpha, chunk=chunk))
@@ -174,8 +216,11 @@ def dfr_curves(features_l: Sequence[torch.Tensor], features_r: Sequence[torch.Te
                offsets: torch.Tensor, mask: torch.Tensor | None = None, metric: str = 'cosine',
                reduce: str = 'mean', chunk: int = 16) -> list[torch.Tensor]:
     """DFR `level_curve` of each feature level (`features_l[i]`, `features_r[i]`: B×C×h×w, e.g. DispNet's
-    `out['features_l']`), with the full-resolution `disp_gt` (B×1×H×W) resized to it. Returns one K curve per level."""
+    `out['features_l']`), with the full-resolution `disp_gt` (B×1×H×W) resized to it. Returns one K curve per
+    level."""
     if len(features_l) != len(features_r) or not len(features_l):
-        raise DepthnbInputError(f'features_l and features_r must be non-empty lists of the same length, got {len(features_l)} and {len(features_r)}')
-    return [level_curve(fl.detach(), fr.detach(), disp_gt, offsets, mask, 'feature', reduce, metric=metric, chunk=chunk)
+        raise DepthnbInputError('features_l and features_r must be non-empty lists of the same length, '
+                                f'got {len(features_l)} and {len(features_r)}')
+    return [level_curve(fl.detach(), fr.detach(), disp_gt, offsets, mask, 'feature', reduce, metric=metric,
+                        chunk=chunk)
             for fl, fr in zip(features_l, features_r)]

@@ -26,59 +26,77 @@ METRICS = ('l1', 'ssim', 'cosine', 'l2')
 FEATURE_STRIDES = (2, 4, 4)   # DispNet's features_l / features_r levels (depthnb.models.stereo.DispNet)
 
 def _number(v, name: str) -> float:
-    try: f = float(v)
-    except (TypeError, ValueError): raise DepthnbInputError(f'{name} must be a number, got {type(v).__name__}') from None
-    if isinstance(v, bool) or not math.isfinite(f): raise DepthnbInputError(f'{name} must be a finite number, got {v!r}')
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise DepthnbInputError(f'{name} must be a number, got {type(v).__name__}') from None
+    if isinstance(v, bool) or not math.isfinite(f):
+        raise DepthnbInputError(f'{name} must be a finite number, got {v!r}')
     return f
 
 def candidate_disparities(max_disp: float, step: float = 1.0) -> torch.Tensor:
-    "The D candidate disparities `0, step, 2·step, …` up to `max_disp` (inclusive, px) as a 1-D float32 tensor."
+    """The D candidate disparities `0, step, 2·step, …` up to `max_disp` (inclusive, px) as a 1-D float32
+    tensor."""
     max_disp, step = _number(max_disp, 'max_disp'), _number(step, 'step')
-    if max_disp < 0: raise DepthnbInputError(f'max_disp must be ≥ 0, got {max_disp:g}')
-    if step <= 0: raise DepthnbInputError(f'step must be > 0, got {step:g}')
+    if max_disp < 0:
+        raise DepthnbInputError(f'max_disp must be ≥ 0, got {max_disp:g}')
+    if step <= 0:
+        raise DepthnbInputError(f'step must be > 0, got {step:g}')
     return torch.arange(int(math.floor(max_disp / step + 1e-6)) + 1, dtype=torch.float32) * step
 
 def _check_disps(disps, name: str = 'disps') -> torch.Tensor:
     if not isinstance(disps, torch.Tensor):
-        try: disps = torch.as_tensor(disps, dtype=torch.float32)
-        except (TypeError, ValueError, RuntimeError): raise DepthnbInputError(f'{name} must be a 1-D tensor of disparities, got {type(disps).__name__}') from None
+        try:
+            disps = torch.as_tensor(disps, dtype=torch.float32)
+        except (TypeError, ValueError, RuntimeError):
+            raise DepthnbInputError(
+                f'{name} must be a 1-D tensor of disparities, got {type(disps).__name__}') from None
     check_tensor(disps, name, 1)
-    if disps.numel() == 0: raise DepthnbInputError(f'{name} is empty')
-    if not bool(torch.isfinite(disps.float()).all()): raise DepthnbInputError(f'{name} contains NaN/Inf')
+    if disps.numel() == 0:
+        raise DepthnbInputError(f'{name} is empty')
+    if not bool(torch.isfinite(disps.float()).all()):
+        raise DepthnbInputError(f'{name} contains NaN/Inf')
     return disps
 
 def _check_pair(ref, src, metric: str, mode: str) -> None:
-    check_tensor(ref, 'ref', 4, floating=True); check_tensor(src, 'src', 4, floating=True)
+    check_tensor(ref, 'ref', 4, floating=True)
+    check_tensor(src, 'src', 4, floating=True)
     check_same_size(ref, src, 'ref', 'src', 'BCHW')
-    if metric not in METRICS: raise DepthnbInputError(f'metric must be one of {METRICS}, got {metric!r}')
-    if mode not in ('bilinear', 'nearest'): raise DepthnbInputError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
+    if metric not in METRICS:
+        raise DepthnbInputError(f'metric must be one of {METRICS}, got {metric!r}')
+    if mode not in ('bilinear', 'nearest'):
+        raise DepthnbInputError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
 
 def _cost_map(ref: torch.Tensor, warped: torch.Tensor, metric: str, alpha: float) -> torch.Tensor:
-    if metric == 'ssim': return photometric_error(ref, warped, alpha)
+    if metric == 'ssim':
+        return photometric_error(ref, warped, alpha)
     return feature_reconstruction(ref, warped, metric)
 
 def reconstruction_costs(ref: torch.Tensor, src: torch.Tensor, disp: torch.Tensor, metric: str = 'l1',
-                         mode: str = 'bilinear', alpha: float = 0.85, chunk_elems: int = 2 ** 22) -> torch.Tensor:
+                         mode: str = 'bilinear', alpha: float = 0.85,
+                         chunk_elems: int = 2 ** 22) -> torch.Tensor:
     """Reconstruction costs of K disparity hypotheses: B×K×H×W.
 
     `ref`, `src` (B×C×H×W): the left (reference) and right images or feature maps; `disp` (B×K×H×W or 1×K×H×W,
-    px at this resolution): K disparity maps. `costs[:, k] = metric(ref, W(src, disp[:, k]))` where `W` samples
-    `src` at `x − disp` (`warp_by_disparity`, `mode` 'bilinear' or 'nearest' — nearest rounds the sampling
-    position, ties to even as `grid_sample`). `metric`: `'l1'` (mean |·| over channels), `'ssim'`
+    px at this resolution): K disparity maps. `costs[:, k] = metric(ref, W(src, disp[:, k]))` where `W`
+    samples `src` at `x − disp` (`warp_by_disparity`, `mode` 'bilinear' or 'nearest' — nearest rounds the
+    sampling position, ties to even as `grid_sample`). `metric`: `'l1'` (mean |·| over channels), `'ssim'`
     (`photometric_error`, the SSIM-mix with `alpha`), `'cosine'`, `'l2'` (`feature_reconstruction`).
-    Out-of-view samples get NaN. Differentiable in `ref`, `src` and `disp`. Hypotheses are evaluated in chunks of
-    about `chunk_elems` elements."""
+    Out-of-view samples get NaN. Differentiable in `ref`, `src` and `disp`. Hypotheses are evaluated in chunks
+    of about `chunk_elems` elements."""
     _check_pair(ref, src, metric, mode)
     check_tensor(disp, 'disp', 4, floating=True)
     b, c, h, w = ref.shape
     if disp.shape[0] not in (1, b) or disp.shape[-2:] != (h, w):
-        raise DepthnbInputError(f'disp must be B×K×H×W (or 1×K×H×W) with B, H, W of ref ({b}, {h}, {w}), got shape {tuple(disp.shape)}')
+        raise DepthnbInputError(f'disp must be B×K×H×W (or 1×K×H×W) with B, H, W of ref ({b}, {h}, {w}), '
+                                f'got shape {tuple(disp.shape)}')
     k = disp.shape[1]
     disp = disp.to(ref.dtype).expand(b, k, h, w)
     per = max(1, chunk_elems // max(b * c * h * w, 1))
     out = []
     for i in range(0, k, per):
-        d = disp[:, i:i + per]; n = d.shape[1]
+        d = disp[:, i:i + per]
+        n = d.shape[1]
         r = ref[:, None].expand(b, n, c, h, w).reshape(b * n, c, h, w)
         s = src[:, None].expand(b, n, c, h, w).reshape(b * n, c, h, w)
         warped, valid = warp_by_disparity(s, d.reshape(b * n, 1, h, w), mode)
@@ -87,10 +105,10 @@ def reconstruction_costs(ref: torch.Tensor, src: torch.Tensor, disp: torch.Tenso
 
 def matching_costs(ref: torch.Tensor, src: torch.Tensor, disps, metric: str = 'l1', mode: str = 'bilinear',
                    alpha: float = 0.85) -> torch.Tensor:
-    """The cost volume B×D×H×W of constant candidate disparities `disps` (1-D, D values, px at this resolution):
-    `costs[:, k]` is the dissimilarity between `ref` (B×C×H×W, left image or feature map) and `src` (the right one)
-    sampled at `x − disps[k]`; NaN where that falls out of view. `metric`, `mode`, `alpha`: see
-    `reconstruction_costs` (DFR poster, problem 4)."""
+    """The cost volume B×D×H×W of constant candidate disparities `disps` (1-D, D values, px at this
+    resolution): `costs[:, k]` is the dissimilarity between `ref` (B×C×H×W, left image or feature map) and
+    `src` (the right one) sampled at `x − disps[k]`; NaN where that falls out of view. `metric`, `mode`,
+    `alpha`: see `reconstruction_costs` (DFR poster, problem 4)."""
     _check_pair(ref, src, metric, mode)
     disps = _check_disps(disps)
     d = disps.to(ref.device, ref.dtype).view(1, -1, 1, 1).expand(1, -1, *ref.shape[-2:])
@@ -106,26 +124,32 @@ def _invalid(costs: torch.Tensor) -> torch.Tensor:
 def _logits(costs: torch.Tensor, temperature) -> torch.Tensor:
     _check_costs(costs)
     t = _number(temperature, 'temperature')
-    if t <= 0: raise DepthnbInputError(f'temperature must be > 0, got {t:g}')
+    if t <= 0:
+        raise DepthnbInputError(f'temperature must be > 0, got {t:g}')
     return torch.where(_invalid(costs), float('-inf'), -costs / t)
 
 def softmin(costs: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
-    """Softmin over the candidates (dim 1) of a cost volume B×D×H×W: probabilities B×D×H×W that sum to 1 over D.
-    NaN / +inf (out-of-view) candidates get probability 0; pixels without a valid candidate get NaN."""
+    """Softmin over the candidates (dim 1) of a cost volume B×D×H×W: probabilities B×D×H×W that sum to 1 over
+    D. NaN / +inf (out-of-view) candidates get probability 0; pixels without a valid candidate get NaN."""
     return torch.softmax(_logits(costs, temperature), 1)
 
 def matching_entropy(costs: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
-    """Entropy (nats, B×1×H×W) of `softmin(costs, temperature)` over the valid candidates: 0 for one sharp minimum,
-    `log D_valid` for a flat curve (DFR poster, problem 4). NaN where a pixel has no valid candidate."""
+    """Entropy (nats, B×1×H×W) of `softmin(costs, temperature)` over the valid candidates: 0 for one sharp
+    minimum, `log D_valid` for a flat curve (DFR poster, problem 4). NaN where a pixel has no valid
+    candidate."""
     logp = torch.log_softmax(_logits(costs, temperature), 1)
     p = logp.exp()
     h = -torch.where(p > 0, p * logp, 0.).sum(1, keepdim=True)
     return h.masked_fill(_invalid(costs).all(1, keepdim=True), float('nan'))
 
 def winner_take_all(costs: torch.Tensor, disps) -> torch.Tensor:
-    """The disparity of the lowest valid cost (B×1×H×W); the first one on ties, NaN without a valid candidate."""
-    _check_costs(costs); disps = _check_disps(disps)
-    if disps.numel() != costs.shape[1]: raise DepthnbInputError(f'disps has {disps.numel()} values but costs has {costs.shape[1]} candidates (dim 1)')
+    """The disparity of the lowest valid cost (B×1×H×W); the first one on ties, NaN without a valid
+    candidate."""
+    _check_costs(costs)
+    disps = _check_disps(disps)
+    if disps.numel() != costs.shape[1]:
+        raise DepthnbInputError(
+            f'disps has {disps.numel()} values but costs has {costs.shape[1]} candidates (dim 1)')
     inv = _invalid(costs)
     idx = torch.where(inv, float('inf'), costs).argmin(1, keepdim=True)
     d = disps.to(costs.device, costs.dtype)[idx]
@@ -133,11 +157,15 @@ def winner_take_all(costs: torch.Tensor, disps) -> torch.Tensor:
 
 def soft_argmin(costs: torch.Tensor, disps, temperature: float = 0.1) -> torch.Tensor:
     "The expected disparity under `softmin(costs, temperature)` (B×1×H×W), as in GC-Net's soft argmin."
-    _check_costs(costs); disps = _check_disps(disps)
-    if disps.numel() != costs.shape[1]: raise DepthnbInputError(f'disps has {disps.numel()} values but costs has {costs.shape[1]} candidates (dim 1)')
+    _check_costs(costs)
+    disps = _check_disps(disps)
+    if disps.numel() != costs.shape[1]:
+        raise DepthnbInputError(
+            f'disps has {disps.numel()} values but costs has {costs.shape[1]} candidates (dim 1)')
     p = softmin(costs, temperature)
-    return (p.nan_to_num(0) * disps.to(costs.device, costs.dtype).view(1, -1, 1, 1)).sum(1, keepdim=True).masked_fill(
-        _invalid(costs).all(1, keepdim=True), float('nan'))
+    weights = disps.to(costs.device, costs.dtype).view(1, -1, 1, 1)
+    expected = (p.nan_to_num(0) * weights).sum(1, keepdim=True)
+    return expected.masked_fill(_invalid(costs).all(1, keepdim=True), float('nan'))
 
 def normalize_costs(costs: torch.Tensor, how: str = 'image') -> torch.Tensor:
     """Put a cost volume B×D×H×W on a common scale: `'image'` divides by each image's mean valid cost;
@@ -155,64 +183,86 @@ def normalize_costs(costs: torch.Tensor, how: str = 'image') -> torch.Tensor:
     raise DepthnbInputError(f"how must be 'image' or 'pixel', got {how!r}")
 
 def matching_curve(costs: torch.Tensor, disps, x: int, y: int, b: int = 0) -> torch.Tensor:
-    "The matching curve (D-vector of costs over `disps`) of pixel (`x`, `y`) in image `b` of a volume B×D×H×W."
-    _check_costs(costs); disps = _check_disps(disps)
-    if disps.numel() != costs.shape[1]: raise DepthnbInputError(f'disps has {disps.numel()} values but costs has {costs.shape[1]} candidates (dim 1)')
+    """The matching curve (D-vector of costs over `disps`) of pixel (`x`, `y`) in image `b` of a volume
+    B×D×H×W."""
+    _check_costs(costs)
+    disps = _check_disps(disps)
+    if disps.numel() != costs.shape[1]:
+        raise DepthnbInputError(
+            f'disps has {disps.numel()} values but costs has {costs.shape[1]} candidates (dim 1)')
     for v, name, n in ((x, 'x', costs.shape[3]), (y, 'y', costs.shape[2]), (b, 'b', costs.shape[0])):
-        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < n: raise DepthnbInputError(f'{name} must be an int in [0, {n}), got {v!r}')
+        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < n:
+            raise DepthnbInputError(f'{name} must be an int in [0, {n}), got {v!r}')
     return costs[b, :, y, x]
 
 # %% ../../nbs/51_analysis_matching.ipynb #9f913982
 def aggregate_costs(costs: torch.Tensor, window: int = 5) -> torch.Tensor:
-    """Box-filter a cost volume B×D×H×W over `window`×`window` pixels (block matching's cost aggregation), averaging
-    the valid (non-NaN) entries; entries that were NaN stay NaN."""
+    """Box-filter a cost volume B×D×H×W over `window`×`window` pixels (block matching's cost aggregation),
+    averaging the valid (non-NaN) entries; entries that were NaN stay NaN."""
     _check_costs(costs)
-    if not isinstance(window, int) or window < 1 or window % 2 == 0: raise DepthnbInputError(f'window must be an odd int ≥ 1, got {window!r}')
+    if not isinstance(window, int) or window < 1 or window % 2 == 0:
+        raise DepthnbInputError(f'window must be an odd int ≥ 1, got {window!r}')
     v = ~torch.isnan(costs)
     box = lambda t: F.avg_pool2d(t, window, 1, window // 2, count_include_pad=True)
     return (box(costs.nan_to_num(0)) / box(v.to(costs.dtype)).clamp(min=1e-12)).masked_fill(~v, float('nan'))
 
 # %% ../../nbs/51_analysis_matching.ipynb #cf2599ef
-def dispnet_features(net, left: torch.Tensor, right: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    "DispNet's Siamese encoder features (3 levels, strides 2, 4, 4) of both views; `net` is a DispNet or a method with `.net`."
+def dispnet_features(net, left: torch.Tensor,
+                     right: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """DispNet's Siamese encoder features (3 levels, strides 2, 4, 4) of both views; `net` is a DispNet or a
+    method with `.net`."""
     net = getattr(net, 'net', net)
-    if not callable(net): raise DepthnbInputError(f'net must be a DispNet or a method with a .net DispNet, got {type(net).__name__}')
-    with torch.no_grad(): out = net(left, right)
-    if 'features_l' not in out: raise DepthnbInputError("net must return 'features_l' and 'features_r' (a DispNet)")
+    if not callable(net):
+        raise DepthnbInputError(
+            f'net must be a DispNet or a method with a .net DispNet, got {type(net).__name__}')
+    with torch.no_grad():
+        out = net(left, right)
+    if 'features_l' not in out:
+        raise DepthnbInputError("net must return 'features_l' and 'features_r' (a DispNet)")
     return out['features_l'], out['features_r']
 
 def feature_costs(features_l, features_r, disps, size: tuple[int, int] | None = None, metric: str = 'cosine',
                   mode: str = 'bilinear', level: int = 0, upsample: str | None = 'nearest') -> torch.Tensor:
-    """The cost volume of precomputed DispNet features (`dispnet_features`: 3 levels at strides 2, 4, 4) at `level` for
-    candidate disparities `disps` (1-D, px of the *image*, divided by the stride here), upsampled to `size` = (H, W)
-    with `upsample` ('nearest' or 'bilinear'; None or no `size` keeps the feature resolution). B×D×H×W."""
-    if level not in (0, 1, 2): raise DepthnbInputError(f'level must be 0, 1 or 2, got {level!r}')
-    if upsample not in (None, 'nearest', 'bilinear'): raise DepthnbInputError(f"upsample must be None, 'nearest' or 'bilinear', got {upsample!r}")
-    if len(features_l) != 3 or len(features_r) != 3: raise DepthnbInputError('features_l and features_r must be the 3 DispNet feature levels')
+    """The cost volume of precomputed DispNet features (`dispnet_features`: 3 levels at strides 2, 4, 4) at
+    `level` for candidate disparities `disps` (1-D, px of the *image*, divided by the stride here), upsampled
+    to `size` = (H, W) with `upsample` ('nearest' or 'bilinear'; None or no `size` keeps the feature
+    resolution). B×D×H×W."""
+    if level not in (0, 1, 2):
+        raise DepthnbInputError(f'level must be 0, 1 or 2, got {level!r}')
+    if upsample not in (None, 'nearest', 'bilinear'):
+        raise DepthnbInputError(f"upsample must be None, 'nearest' or 'bilinear', got {upsample!r}")
+    if len(features_l) != 3 or len(features_r) != 3:
+        raise DepthnbInputError('features_l and features_r must be the 3 DispNet feature levels')
     disps = _check_disps(disps)
     fl, fr = features_l[level], features_r[level]
     costs = matching_costs(fl, fr, disps.to(fl.dtype) / FEATURE_STRIDES[level], metric, mode)
-    if upsample is None or size is None: return costs
+    if upsample is None or size is None:
+        return costs
     kw = dict(align_corners=False) if upsample == 'bilinear' else {}
     return F.interpolate(costs, size=tuple(size), mode=upsample, **kw)
 
 def dispnet_feature_costs(net, left: torch.Tensor, right: torch.Tensor, disps, metric: str = 'cosine',
-                          mode: str = 'bilinear', level: int = 0, upsample: str | None = 'nearest') -> torch.Tensor:
-    """DFR's cost volume (DFR poster, problem 4): DispNet encoder features of `left`, `right` (B×3×H×W) at `level`
-    (0, 1, 2: strides 2, 4, 4), compared with `metric` for the candidate disparities `disps` (1-D, px of the
-    *image*), divided by the stride at the feature level, with feature resampling `mode`. The volume B×D×h×w is
-    upsampled to H×W (`upsample` 'nearest' or 'bilinear'; None keeps h×w). Computed without gradients."""
-    if level not in (0, 1, 2): raise DepthnbInputError(f'level must be 0, 1 or 2, got {level!r}')
-    check_tensor(left, 'left', 4, 3, floating=True); check_tensor(right, 'right', 4, 3, floating=True)
+                          mode: str = 'bilinear', level: int = 0,
+                          upsample: str | None = 'nearest') -> torch.Tensor:
+    """DFR's cost volume (DFR poster, problem 4): DispNet encoder features of `left`, `right` (B×3×H×W) at
+    `level` (0, 1, 2: strides 2, 4, 4), compared with `metric` for the candidate disparities `disps` (1-D, px
+    of the *image*), divided by the stride at the feature level, with feature resampling `mode`. The volume
+    B×D×h×w is upsampled to H×W (`upsample` 'nearest' or 'bilinear'; None keeps h×w). Computed without
+    gradients."""
+    if level not in (0, 1, 2):
+        raise DepthnbInputError(f'level must be 0, 1 or 2, got {level!r}')
+    check_tensor(left, 'left', 4, 3, floating=True)
+    check_tensor(right, 'right', 4, 3, floating=True)
     check_same_size(left, right, 'left', 'right', 'BCHW')
     fl, fr = dispnet_features(net, left, right)
     return feature_costs(fl, fr, disps, left.shape[-2:], metric, mode, level, upsample)
 
 # %% ../../nbs/51_analysis_matching.ipynb #996f2d6d
-def plot_entropy(images: Mapping[str, torch.Tensor], entropies: Mapping[str, torch.Tensor], mask: torch.Tensor | None = None,
-                 vmax: float | None = None, bins: int = 40, title: str = ''):
-    """One row of entropy maps (B×1×H×W, image 0) with `images` (name → 3×H×W) in front, and a histogram of each
-    entropy over `mask` (B×1×H×W bool). Returns the matplotlib figure."""
+def plot_entropy(images: Mapping[str, torch.Tensor], entropies: Mapping[str, torch.Tensor],
+                 mask: torch.Tensor | None = None, vmax: float | None = None, bins: int = 40,
+                 title: str = ''):
+    """One row of entropy maps (B×1×H×W, image 0) with `images` (name → 3×H×W) in front, and a histogram of
+    each entropy over `mask` (B×1×H×W bool). Returns the matplotlib figure."""
     import matplotlib.pyplot as plt
     n = len(images) + len(entropies)
     fig = plt.figure(figsize=(3.2 * n, 4.6), layout='constrained')
@@ -221,72 +271,98 @@ def plot_entropy(images: Mapping[str, torch.Tensor], entropies: Mapping[str, tor
     vmax = vmax if vmax is not None else max(float(v[torch.isfinite(v)].max()) for v in vals.values())
     for i, (k, im) in enumerate(list(images.items()) + list(vals.items())):
         ax = fig.add_subplot(gs[0, i])
-        if k in images: ax.imshow(im.permute(1, 2, 0).clamp(0, 1).cpu())
-        else: ax.imshow(im.cpu(), cmap='magma', vmin=0, vmax=vmax)
-        ax.set_title(k, fontsize=9); ax.axis('off')
+        if k in images:
+            ax.imshow(im.permute(1, 2, 0).clamp(0, 1).cpu())
+        else:
+            ax.imshow(im.cpu(), cmap='magma', vmin=0, vmax=vmax)
+        ax.set_title(k, fontsize=9)
+        ax.axis('off')
     ax = fig.add_subplot(gs[1, :])
     for k, e in entropies.items():
         sel = torch.isfinite(e) & (mask.to(e.device).bool() if mask is not None else True)
         ax.hist(e[sel].cpu().numpy(), bins=bins, range=(0, vmax), histtype='step', lw=1.5, density=True,
                 label=f'{k} (mean {float(e[sel].mean()):.2f})')
-    ax.set_xlabel('entropy of the softmin (nats)'); ax.set_ylabel('density'); ax.legend(fontsize=8)
-    if title: fig.suptitle(title)
+    ax.set_xlabel('entropy of the softmin (nats)')
+    ax.set_ylabel('density')
+    ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
     return fig
 
 # %% ../../nbs/51_analysis_matching.ipynb #2f443ff2
 def _map2d(t, name: str, h: int, w: int) -> torch.Tensor | None:
-    if t is None: return None
+    if t is None:
+        return None
     check_tensor(t, name, (2, 3, 4))
     t = t.reshape(-1, *t.shape[-2:])[0] if t.ndim > 2 else t
-    if t.shape != (h, w): raise DepthnbInputError(f'{name} must be H×W = {h}×{w} (or 1×H×W, 1×1×H×W), got shape {tuple(t.shape)}')
+    if t.shape != (h, w):
+        raise DepthnbInputError(
+            f'{name} must be H×W = {h}×{w} (or 1×H×W, 1×1×H×W), got shape {tuple(t.shape)}')
     return t.detach().float().cpu()
 
 class PixelInspector:
     """Matching curves of one pixel, chosen with x / y sliders (DFR poster, problem 4).
 
-    `left`, `right`: 3×H×W or 1×3×H×W images; `curves`: name → cost volume (B×D×H×W, image 0 is shown) over `disps`
-    (1-D, D values); `gt`, `pred`: optional disparity maps (H×W, 1×H×W or 1×1×H×W). Entropies use
+    `left`, `right`: 3×H×W or 1×3×H×W images; `curves`: name → cost volume (B×D×H×W, image 0 is shown) over
+    `disps` (1-D, D values); `gt`, `pred`: optional disparity maps (H×W, 1×H×W or 1×1×H×W). Entropies use
     `matching_entropy(normalize_costs(c, normalize), temperature)`. Display it in a notebook (or `.widget`);
     `.x` / `.y` are the sliders, `.fig` the last figure, `.lines` name → its Line2D."""
-    def __init__(self, left: torch.Tensor, right: torch.Tensor, curves: Mapping[str, torch.Tensor], disps, gt=None, pred=None,
-                 temperature: float = 0.1, normalize: str = 'image', x: int | None = None, y: int | None = None):
+
+    def __init__(self, left: torch.Tensor, right: torch.Tensor, curves: Mapping[str, torch.Tensor], disps,
+                 gt=None, pred=None, temperature: float = 0.1, normalize: str = 'image', x: int | None = None,
+                 y: int | None = None):
         import ipywidgets as W
-        check_tensor(left, 'left', (3, 4), floating=True); check_tensor(right, 'right', (3, 4), floating=True)
+        check_tensor(left, 'left', (3, 4), floating=True)
+        check_tensor(right, 'right', (3, 4), floating=True)
         self.left = (left[0] if left.ndim == 4 else left).detach().cpu()
         h, w = self.left.shape[-2:]
-        if not isinstance(curves, Mapping) or not curves: raise DepthnbInputError('curves must be a non-empty dict name → cost volume')
+        if not isinstance(curves, Mapping) or not curves:
+            raise DepthnbInputError('curves must be a non-empty dict name → cost volume')
         self.disps = _check_disps(disps).detach().float().cpu()
         self.curves, self.entropy = {}, {}
         for k, c in curves.items():
             _check_costs(c, f'curves[{k!r}]')
             if c.shape[1] != len(self.disps) or c.shape[-2:] != (h, w):
-                raise DepthnbInputError(f'curves[{k!r}] must be B×{len(self.disps)}×{h}×{w} (D of disps, H×W of left), got {tuple(c.shape)}')
+                raise DepthnbInputError(f'curves[{k!r}] must be B×{len(self.disps)}×{h}×{w} '
+                                        f'(D of disps, H×W of left), got {tuple(c.shape)}')
             self.curves[k] = c[:1].detach().float().cpu()
             self.entropy[k] = matching_entropy(normalize_costs(self.curves[k], normalize), temperature)[0, 0]
         self.gt, self.pred = _map2d(gt, 'gt', h, w), _map2d(pred, 'pred', h, w)
-        self.x = W.IntSlider(value=w // 2 if x is None else x, min=0, max=w - 1, description='x', continuous_update=False)
-        self.y = W.IntSlider(value=h // 2 if y is None else y, min=0, max=h - 1, description='y', continuous_update=False)
+        self.x = W.IntSlider(value=w // 2 if x is None else x, min=0, max=w - 1, description='x',
+                             continuous_update=False)
+        self.y = W.IntSlider(value=h // 2 if y is None else y, min=0, max=h - 1, description='y',
+                             continuous_update=False)
         self.out = W.Output()
         self.widget = W.VBox([W.HBox([self.x, self.y]), self.out])
         self.fig, self.lines = None, {}
-        self.x.observe(lambda _: self.update(), 'value'); self.y.observe(lambda _: self.update(), 'value')
+        self.x.observe(lambda _: self.update(), 'value')
+        self.y.observe(lambda _: self.update(), 'value')
         self.update()
 
     def draw(self, x: int, y: int):
         "The figure for pixel (x, y): image with marker, normalised curves, GT / prediction lines."
         import matplotlib.pyplot as plt
         h, w = self.left.shape[-2:]
-        fig, (a0, a1) = plt.subplots(1, 2, figsize=(11, 3.4), layout='constrained', gridspec_kw=dict(width_ratios=[w / h * 0.8, 1.4]))
-        a0.imshow(self.left.permute(1, 2, 0).clamp(0, 1)); a0.axis('off')
+        fig, (a0, a1) = plt.subplots(1, 2, figsize=(11, 3.4), layout='constrained',
+                                     gridspec_kw=dict(width_ratios=[w / h * 0.8, 1.4]))
+        a0.imshow(self.left.permute(1, 2, 0).clamp(0, 1))
+        a0.axis('off')
         a0.plot([x], [y], '+', color='lime', ms=14, mew=2, label='pixel')
         a0.set_title(f'pixel ({x}, {y})')
         lines, d = {}, self.disps.numpy()
         for k, c in self.curves.items():
-            cv = normalize_costs(matching_curve(c, self.disps, x, y)[None, :, None, None], 'pixel')[0, :, 0, 0]
-            lines[k], = a1.plot(d, cv.numpy(), '.-', ms=3, label=f'{k}  H = {float(self.entropy[k][y, x]):.2f}')
-        if self.gt is not None and math.isfinite(float(self.gt[y, x])): a1.axvline(float(self.gt[y, x]), color='k', ls='--', label=f'GT {float(self.gt[y, x]):.2f}')
-        if self.pred is not None and math.isfinite(float(self.pred[y, x])): a1.axvline(float(self.pred[y, x]), color='r', ls=':', label=f'prediction {float(self.pred[y, x]):.2f}')
-        a1.set_xlabel('disparity (px)'); a1.set_ylabel('normalised cost'); a1.legend(fontsize=7, loc='upper right')
+            curve = matching_curve(c, self.disps, x, y)[None, :, None, None]
+            cv = normalize_costs(curve, 'pixel')[0, :, 0, 0]
+            lines[k], = a1.plot(d, cv.numpy(), '.-', ms=3,
+                                label=f'{k}  H = {float(self.entropy[k][y, x]):.2f}')
+        if self.gt is not None and math.isfinite(float(self.gt[y, x])):
+            a1.axvline(float(self.gt[y, x]), color='k', ls='--', label=f'GT {float(self.gt[y, x]):.2f}')
+        if self.pred is not None and math.isfinite(float(self.pred[y, x])):
+            a1.axvline(float(self.pred[y, x]), color='r', ls=':',
+                       label=f'prediction {float(self.pred[y, x]):.2f}')
+        a1.set_xlabel('disparity (px)')
+        a1.set_ylabel('normalised cost')
+        a1.legend(fontsize=7, loc='upper right')
         return fig, lines
 
     def update(self):

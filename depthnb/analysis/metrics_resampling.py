@@ -22,103 +22,138 @@ __all__ = ['loss_landscape', 'features_loss_landscape', 'dispnet_loss_landscape'
 # %% ../../nbs/54_analysis_metrics.ipynb #156c39ce
 def _resize_mask(valid, name: str, b: int, size) -> torch.Tensor:
     check_tensor(valid, name, 4, 1)
-    if valid.shape[0] not in (1, b): raise DepthnbInputError(f'{name} must have batch size 1 or {b}, got shape {tuple(valid.shape)}')
+    if valid.shape[0] not in (1, b):
+        raise DepthnbInputError(f'{name} must have batch size 1 or {b}, got shape {tuple(valid.shape)}')
     v = valid.float()
-    if v.shape[-2:] != tuple(size): v = F.interpolate(v, size=tuple(size), mode='nearest')
+    if v.shape[-2:] != tuple(size):
+        v = F.interpolate(v, size=tuple(size), mode='nearest')
     return v > 0.5
 
 def loss_landscape(ref: torch.Tensor, src: torch.Tensor, disp: torch.Tensor, offsets, metric: str = 'cosine',
                    mode: str = 'bilinear', valid: torch.Tensor | None = None, alpha: float = 0.85,
                    resize_mode: str = 'bilinear') -> torch.Tensor:
-    """The mean masked reconstruction loss as a function of a global disparity offset (DFR poster, problem 2): K values.
+    """The mean masked reconstruction loss as a function of a global disparity offset (DFR poster, problem 2):
+    K values.
 
-    `ref`, `src` (B×C×h×w): left and right images or feature maps; `disp` (B×1×H×W, px at its own resolution, e.g.
-    the GT); `offsets` (1-D, K values, px at `disp`'s resolution). Entry k is the mean of
-    `metric(ref, W(src, disp + offsets[k]))` (`matching.reconstruction_costs`: `metric` 'l1', 'ssim', 'cosine', 'l2';
-    resampling `mode` 'bilinear' or 'nearest') over the pixels that are in `valid` (B×1×H×W bool, optional; resized
-    by nearest) and in view at every offset. When h×w differs from H×W, `disp` is resized with `resize_mode` and
-    disparities and offsets are scaled by w / W. Differentiable in `offsets`."""
+    `ref`, `src` (B×C×h×w): left and right images or feature maps; `disp` (B×1×H×W, px at its own resolution,
+    e.g. the GT); `offsets` (1-D, K values, px at `disp`'s resolution). Entry k is the mean of `metric(ref,
+    W(src, disp + offsets[k]))` (`matching.reconstruction_costs`: `metric` 'l1', 'ssim', 'cosine', 'l2';
+    resampling `mode` 'bilinear' or 'nearest') over the pixels that are in `valid` (B×1×H×W bool, optional;
+    resized by nearest) and in view at every offset. When h×w differs from H×W, `disp` is resized with
+    `resize_mode` and disparities and offsets are scaled by w / W. Differentiable in `offsets`."""
     check_tensor(ref, 'ref', 4, floating=True)
     check_tensor(disp, 'disp', 4, 1, floating=True)
     b, h, w = ref.shape[0], *ref.shape[-2:]
-    if disp.shape[0] not in (1, b): raise DepthnbInputError(f'disp must have batch size 1 or {b} (that of ref), got shape {tuple(disp.shape)}')
+    if disp.shape[0] not in (1, b):
+        raise DepthnbInputError(
+            f'disp must have batch size 1 or {b} (that of ref), got shape {tuple(disp.shape)}')
     offsets = _check_disps(offsets, 'offsets')
-    if not offsets.is_floating_point(): offsets = offsets.float()
+    if not offsets.is_floating_point():
+        offsets = offsets.float()
     offsets = offsets.to(ref.device, ref.dtype)
     d = disp.to(ref.dtype)
     scale = w / d.shape[-1]
-    if d.shape[-2:] != (h, w): d = resize_disparity(d, (h, w), resize_mode)
+    if d.shape[-2:] != (h, w):
+        d = resize_disparity(d, (h, w), resize_mode)
     costs = reconstruction_costs(ref, src, d + offsets.view(1, -1, 1, 1) * scale, metric, mode, alpha)
     keep = ~torch.isnan(costs).any(1, keepdim=True)
-    if valid is not None: keep = keep & _resize_mask(valid, 'valid', b, (h, w))
+    if valid is not None:
+        keep = keep & _resize_mask(valid, 'valid', b, (h, w))
     n = keep.sum()
-    if int(n) == 0: raise DepthnbInputError('no pixel is valid and in view at every offset (check valid, disp and offsets)')
+    if int(n) == 0:
+        raise DepthnbInputError(
+            'no pixel is valid and in view at every offset (check valid, disp and offsets)')
     return torch.where(keep, costs, 0.).sum((0, 2, 3)) / n
 
 def features_loss_landscape(features_l, features_r, disp: torch.Tensor, offsets, metric: str = 'cosine',
-                            mode: str = 'bilinear', level: int | str = 'all', valid: torch.Tensor | None = None,
-                            resize_mode: str = 'bilinear') -> torch.Tensor:
-    """`loss_landscape` of precomputed DispNet features (`matching.dispnet_features`: 3 levels, strides 2, 4, 4) at
-    `level` (0, 1, 2) or averaged over the three (`'all'`, as the DFR loss does). `disp` (B×1×H×W) and `offsets` are
-    in image pixels."""
-    if level != 'all' and level not in (0, 1, 2): raise DepthnbInputError(f"level must be 0, 1, 2 or 'all', got {level!r}")
-    if len(features_l) != 3 or len(features_r) != 3: raise DepthnbInputError('features_l and features_r must be the 3 DispNet feature levels')
+                            mode: str = 'bilinear', level: int | str = 'all',
+                            valid: torch.Tensor | None = None, resize_mode: str = 'bilinear') -> torch.Tensor:
+    """`loss_landscape` of precomputed DispNet features (`matching.dispnet_features`: 3 levels, strides 2, 4,
+    4) at `level` (0, 1, 2) or averaged over the three (`'all'`, as the DFR loss does). `disp` (B×1×H×W) and
+    `offsets` are in image pixels."""
+    if level != 'all' and level not in (0, 1, 2):
+        raise DepthnbInputError(f"level must be 0, 1, 2 or 'all', got {level!r}")
+    if len(features_l) != 3 or len(features_r) != 3:
+        raise DepthnbInputError('features_l and features_r must be the 3 DispNet feature levels')
     levels = range(len(FEATURE_STRIDES)) if level == 'all' else [level]
-    return sum(loss_landscape(features_l[k], features_r[k], disp, offsets, metric, mode, valid, resize_mode=resize_mode)
-               for k in levels) / len(levels)
+    curves = [loss_landscape(features_l[k], features_r[k], disp, offsets, metric, mode, valid,
+                             resize_mode=resize_mode) for k in levels]
+    return sum(curves) / len(levels)
 
-def dispnet_loss_landscape(net, left: torch.Tensor, right: torch.Tensor, disp: torch.Tensor, offsets, metric: str = 'cosine',
-                           mode: str = 'bilinear', level: int | str = 'all', valid: torch.Tensor | None = None,
-                           resize_mode: str = 'bilinear') -> torch.Tensor:
+def dispnet_loss_landscape(net, left: torch.Tensor, right: torch.Tensor, disp: torch.Tensor, offsets,
+                           metric: str = 'cosine', mode: str = 'bilinear', level: int | str = 'all',
+                           valid: torch.Tensor | None = None, resize_mode: str = 'bilinear') -> torch.Tensor:
     """DFR's loss landscape (DFR poster, problem 2): `features_loss_landscape` of the DispNet encoder features
     (`net`: DispNet or a method with `.net`) of `left`, `right` (B×3×H×W)."""
-    if level != 'all' and level not in (0, 1, 2): raise DepthnbInputError(f"level must be 0, 1, 2 or 'all', got {level!r}")
-    check_tensor(left, 'left', 4, 3, floating=True); check_tensor(right, 'right', 4, 3, floating=True)
+    if level != 'all' and level not in (0, 1, 2):
+        raise DepthnbInputError(f"level must be 0, 1, 2 or 'all', got {level!r}")
+    check_tensor(left, 'left', 4, 3, floating=True)
+    check_tensor(right, 'right', 4, 3, floating=True)
     fl, fr = dispnet_features(net, left, right)
     return features_loss_landscape(fl, fr, disp, offsets, metric, mode, level, valid, resize_mode)
 
 # %% ../../nbs/54_analysis_metrics.ipynb #c54b97de
 def landscape_slope(ref: torch.Tensor, src: torch.Tensor, disp: torch.Tensor, offsets, metric: str = 'cosine',
                     mode: str = 'bilinear', valid: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
-    """d`loss_landscape`/d(offset) at each of the K `offsets` (K values, autograd): the gradient a global disparity
-    change receives through the warp. Zero for `mode='nearest'`. Arguments as `loss_landscape`."""
+    """d`loss_landscape`/d(offset) at each of the K `offsets` (K values, autograd): the gradient a global
+    disparity change receives through the warp. Zero for `mode='nearest'`. Arguments as `loss_landscape`."""
     o = _check_disps(offsets, 'offsets')
-    o = o.detach().to(ref.device, ref.dtype if o.is_floating_point() else torch.float32).clone().requires_grad_(True)
+    dtype = ref.dtype if o.is_floating_point() else torch.float32
+    o = o.detach().to(ref.device, dtype).clone().requires_grad_(True)
     with torch.enable_grad():
         land = loss_landscape(ref.detach(), src.detach(), disp.detach(), o, metric, mode, valid, **kwargs)
         (grad,) = torch.autograd.grad(land.sum(), o, allow_unused=True)
     return torch.zeros_like(o).detach() if grad is None else grad
 
 # %% ../../nbs/54_analysis_metrics.ipynb #3f128d11
+def _as_float64_vector(x) -> np.ndarray:
+    "A tensor, array or sequence as a flat float64 NumPy array."
+    if isinstance(x, np.ndarray):
+        return x.astype(float).reshape(-1)
+    return np.asarray(torch.as_tensor(x).detach().cpu().double()).reshape(-1)
+
 def _curve(curve, offsets) -> tuple[np.ndarray, np.ndarray]:
-    c = np.asarray(torch.as_tensor(curve).detach().cpu().double()).reshape(-1) if not isinstance(curve, np.ndarray) else curve.astype(float).reshape(-1)
-    o = np.asarray(torch.as_tensor(offsets).detach().cpu().double()).reshape(-1) if not isinstance(offsets, np.ndarray) else offsets.astype(float).reshape(-1)
-    if c.size != o.size or c.size < 2: raise DepthnbInputError(f'curve and offsets must be 1-D of the same length ≥ 2, got {c.size} and {o.size}')
-    if not np.isfinite(c).all(): raise DepthnbInputError('curve contains NaN/Inf')
-    if not (np.diff(o) > 0).all(): raise DepthnbInputError('offsets must be strictly increasing')
+    c = _as_float64_vector(curve)
+    o = _as_float64_vector(offsets)
+    if c.size != o.size or c.size < 2:
+        raise DepthnbInputError(
+            f'curve and offsets must be 1-D of the same length ≥ 2, got {c.size} and {o.size}')
+    if not np.isfinite(c).all():
+        raise DepthnbInputError('curve contains NaN/Inf')
+    if not (np.diff(o) > 0).all():
+        raise DepthnbInputError('offsets must be strictly increasing')
     return c, o
 
 def valley_width(curve, offsets, frac: float = 0.5) -> float:
-    """Width (in units of `offsets`) of the basin around the minimum of `curve` (1-D, over increasing `offsets`) where
-    `(curve − min) / (max − min) < frac`, with linearly interpolated crossings; a flat curve spans all `offsets`."""
+    """Width (in units of `offsets`) of the basin around the minimum of `curve` (1-D, over increasing
+    `offsets`) where `(curve − min) / (max − min) < frac`, with linearly interpolated crossings; a flat curve
+    spans all `offsets`."""
     c, o = _curve(curve, offsets)
-    if not 0 < frac <= 1: raise DepthnbInputError(f'frac must be in (0, 1], got {frac!r}')
+    if not 0 < frac <= 1:
+        raise DepthnbInputError(f'frac must be in (0, 1], got {frac!r}')
     span = c.max() - c.min()
-    if span == 0: return float(o[-1] - o[0])
+    if span == 0:
+        return float(o[-1] - o[0])
     u = (c - c.min()) / span
     i = int(np.argmin(u))
     j = i
-    while j > 0 and u[j - 1] < frac: j -= 1
+    while j > 0 and u[j - 1] < frac:
+        j -= 1
     left = o[0] if j == 0 else o[j - 1] + (frac - u[j - 1]) * (o[j] - o[j - 1]) / (u[j] - u[j - 1])
     k = i
-    while k < len(u) - 1 and u[k + 1] < frac: k += 1
+    while k < len(u) - 1 and u[k + 1] < frac:
+        k += 1
     right = o[-1] if k == len(u) - 1 else o[k] + (frac - u[k]) * (o[k + 1] - o[k]) / (u[k + 1] - u[k])
     return float(right - left)
 
 def curvature_at_min(curve, offsets) -> float:
-    "Second derivative of `curve` at its minimum, from the parabola through the minimum and its two neighbours; NaN at an end."
+    """Second derivative of `curve` at its minimum, from the parabola through the minimum and its two
+    neighbours; NaN at an end."""
     c, o = _curve(curve, offsets)
     i = int(np.argmin(c))
-    if i == 0 or i == len(c) - 1: return float('nan')
+    if i == 0 or i == len(c) - 1:
+        return float('nan')
     (x0, x1, x2), (y0, y1, y2) = o[i - 1:i + 2], c[i - 1:i + 2]
-    return float(2 * (y0 / ((x0 - x1) * (x0 - x2)) + y1 / ((x1 - x0) * (x1 - x2)) + y2 / ((x2 - x0) * (x2 - x1))))
+    return float(2 * (y0 / ((x0 - x1) * (x0 - x2))
+                      + y1 / ((x1 - x0) * (x1 - x2))
+                      + y2 / ((x2 - x0) * (x2 - x1))))

@@ -18,9 +18,9 @@ from torch.utils.data import Dataset, get_worker_info
 
 from ..core import DepthnbInputError
 from ..geometry import mirror, resize_disparity
-from .io import (
-    read_image, read_pfm, read_kitti_png, read_kitti_flow, kitti_stereo_calib, read_velodyne, velodyne_to_depth,
-    read_middlebury_calib, read_label_png, cityscapes_labelid_to_trainid)
+from .io import (read_image, read_pfm, read_kitti_png, read_kitti_flow, kitti_stereo_calib,
+                             read_velodyne, velodyne_to_depth, read_middlebury_calib, read_label_png,
+                             cityscapes_labelid_to_trainid)
 
 # %% auto #0
 __all__ = ['KINDS', 'FT3D_K', 'sample_kind', 'SelectKeys', 'DropKeys', 'Resize', 'crop_sample', 'RandomCrop', 'flip_stereo',
@@ -43,16 +43,20 @@ def _gt(values, valid=None) -> tuple[torch.Tensor, torch.Tensor]:
     ok = np.isfinite(v) if valid is None else (np.asarray(valid, bool) & np.isfinite(v))
     return _map(np.where(ok, v, 0)), torch.from_numpy(np.ascontiguousarray(ok))[None]
 
-def _scalar(x) -> torch.Tensor: return torch.tensor(float(x), dtype=torch.float32)
+def _scalar(x) -> torch.Tensor:
+    return torch.tensor(float(x), dtype=torch.float32)
 
-def _K(K) -> torch.Tensor: return torch.as_tensor(np.asarray(K, dtype=np.float64)[:3, :3], dtype=torch.float32)
+def _K(K) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(K, dtype=np.float64)[:3, :3], dtype=torch.float32)
 
 def _need_dir(p: Path, what: str) -> Path:
-    if not p.is_dir(): raise DepthnbInputError(f'{what}: folder not found: {p}')
+    if not p.is_dir():
+        raise DepthnbInputError(f'{what}: folder not found: {p}')
     return p
 
 def _need_file(p: Path, what: str) -> Path:
-    if not p.is_file(): raise DepthnbInputError(f'{what}: file not found: {p}')
+    if not p.is_file():
+        raise DepthnbInputError(f'{what}: file not found: {p}')
     return p
 
 def _finish(sample: dict, transform) -> dict:
@@ -66,29 +70,43 @@ KINDS = ('image', 'disp', 'depth', 'occ', 'flow', 'label', 'valid', 'K', 'doffs'
 def sample_kind(key: str, value, kinds: dict | None = None) -> str:
     "What the entry `key` of a sample is (one of `KINDS`), from its name and type; `kinds` overrides."
     if kinds and key in kinds:
-        if kinds[key] not in KINDS: raise DepthnbInputError(f'kinds[{key!r}] must be one of {KINDS}, got {kinds[key]!r}')
+        if kinds[key] not in KINDS:
+            raise DepthnbInputError(f'kinds[{key!r}] must be one of {KINDS}, got {kinds[key]!r}')
         return kinds[key]
-    if not isinstance(value, torch.Tensor): return 'meta'
-    if key == 'K': return 'K'
-    if key == 'doffs': return 'doffs'
-    if key.startswith('T_'): return 'pose'
-    if value.ndim < 3: return 'meta'
-    if key.endswith('_valid'): return 'valid'
-    if _IMAGE_RE.match(key): return 'image'
+    if not isinstance(value, torch.Tensor):
+        return 'meta'
+    if key == 'K':
+        return 'K'
+    if key == 'doffs':
+        return 'doffs'
+    if key.startswith('T_'):
+        return 'pose'
+    if value.ndim < 3:
+        return 'meta'
+    if key.endswith('_valid'):
+        return 'valid'
+    if _IMAGE_RE.match(key):
+        return 'image'
     tokens = key.split('_')
     for p in ('disp', 'depth', 'occ', 'flow'):
-        if p in tokens: return p
-    if key.startswith('semantic') or not value.is_floating_point(): return 'label'
-    raise DepthnbInputError(f'sample entry {key!r} (shape {tuple(value.shape)}) is a float map of unknown kind: name it '
-                            f"left/right…, disp*, depth*, occ*, flow*, semantic*, or pass kinds={{{key!r}: 'depth'}}")
+        if p in tokens:
+            return p
+    if key.startswith('semantic') or not value.is_floating_point():
+        return 'label'
+    raise DepthnbInputError(
+        f'sample entry {key!r} (shape {tuple(value.shape)}) is a float map of unknown kind: name it '
+        f"left/right…, disp*, depth*, occ*, flow*, semantic*, or pass kinds={{{key!r}: 'depth'}}")
 
 def _spatial_hw(sample: dict, kinds=None) -> tuple[int, int]:
     "The common H×W of the sample's maps (all must agree)."
     hw = {}
     for k, v in sample.items():
-        if sample_kind(k, v, kinds) in _SPATIAL: hw.setdefault(tuple(v.shape[-2:]), []).append(k)
-    if not hw: raise DepthnbInputError('sample has no image or map to transform')
-    if len(hw) > 1: raise DepthnbInputError(f'sample maps disagree on H×W: {hw}')
+        if sample_kind(k, v, kinds) in _SPATIAL:
+            hw.setdefault(tuple(v.shape[-2:]), []).append(k)
+    if not hw:
+        raise DepthnbInputError('sample has no image or map to transform')
+    if len(hw) > 1:
+        raise DepthnbInputError(f'sample maps disagree on H×W: {hw}')
     return next(iter(hw))
 
 def _affine_K(K: torch.Tensor, A) -> torch.Tensor:
@@ -96,20 +114,32 @@ def _affine_K(K: torch.Tensor, A) -> torch.Tensor:
     return (torch.as_tensor(A, dtype=torch.float64, device=K.device) @ K.double()).to(K.dtype)
 
 class SelectKeys:
-    "Keep only the listed entries of a sample (and their `_valid` masks); a listed entry that is missing raises."
-    def __init__(self, keys: Sequence[str]): self.keys = tuple(keys)
-    def __repr__(self): return f'SelectKeys({list(self.keys)})'
+    """Keep only the listed entries of a sample (and their `_valid` masks); a listed entry that is missing
+    raises."""
+
+    def __init__(self, keys: Sequence[str]):
+        self.keys = tuple(keys)
+
+    def __repr__(self):
+        return f'SelectKeys({list(self.keys)})'
     def __call__(self, sample: dict) -> dict:
         missing = [k for k in self.keys if k not in sample]
-        if missing: raise DepthnbInputError(f'SelectKeys: the sample has no {missing} (it has {sorted(sample)})')
-        return {k: v for k, v in sample.items() if k in self.keys or (k.endswith('_valid') and k[:-6] in self.keys)}
+        if missing:
+            raise DepthnbInputError(f'SelectKeys: the sample has no {missing} (it has {sorted(sample)})')
+        keep = lambda k: k in self.keys or (k.endswith('_valid') and k[:-6] in self.keys)
+        return {k: v for k, v in sample.items() if keep(k)}
 
 class DropKeys:
     "Remove the listed entries of a sample (and their `_valid` masks) where present."
-    def __init__(self, keys: Sequence[str]): self.keys = tuple(keys)
-    def __repr__(self): return f'DropKeys({list(self.keys)})'
+
+    def __init__(self, keys: Sequence[str]):
+        self.keys = tuple(keys)
+
+    def __repr__(self):
+        return f'DropKeys({list(self.keys)})'
     def __call__(self, sample: dict) -> dict:
-        return {k: v for k, v in sample.items() if k not in self.keys and not (k.endswith('_valid') and k[:-6] in self.keys)}
+        drop = lambda k: k in self.keys or (k.endswith('_valid') and k[:-6] in self.keys)
+        return {k: v for k, v in sample.items() if not drop(k)}
 
 # %% ../../nbs/12_data_datasets.ipynb #d2af2c8a
 def _nearest(x: torch.Tensor, size) -> torch.Tensor:
@@ -117,39 +147,55 @@ def _nearest(x: torch.Tensor, size) -> torch.Tensor:
 
 def _resize_map(kind: str, v: torch.Tensor, valid, size, sx: float, sy: float):
     "Resize one C×H×W map of `kind` (and its valid mask); returns (map, mask or None)."
+    m = None
     if valid is not None:
         m = _nearest(valid.bool(), size)
         out = torch.where(m, _nearest(v, size), torch.zeros((), dtype=v.dtype))
-    elif kind == 'image': out, m = F.interpolate(v[None], size=size, mode='bilinear', align_corners=False, antialias=True)[0], None
-    elif kind in ('label', 'valid'): out, m = _nearest(v, size), None
-    elif kind == 'disp': return resize_disparity(v[None], size)[0], None
-    else: out, m = F.interpolate(v[None], size=size, mode='bilinear', align_corners=False)[0], None
-    if kind == 'disp': out = out * sx
-    if kind == 'flow': out = out * torch.tensor([sx, sy], dtype=out.dtype, device=out.device).reshape(2, 1, 1)
+    elif kind == 'image':
+        out = F.interpolate(v[None], size=size, mode='bilinear', align_corners=False, antialias=True)[0]
+    elif kind in ('label', 'valid'):
+        out = _nearest(v, size)
+    elif kind == 'disp':
+        return resize_disparity(v[None], size)[0], None
+    else:
+        out = F.interpolate(v[None], size=size, mode='bilinear', align_corners=False)[0]
+    if kind == 'disp':
+        out = out * sx
+    if kind == 'flow':
+        out = out * torch.tensor([sx, sy], dtype=out.dtype, device=out.device).reshape(2, 1, 1)
     return out, m
 
 class Resize:
     "Resize every map of a sample to `size` = (h, w), rescaling disparity, flow, `K` and `doffs` (see above)."
     def __init__(self, size: tuple[int, int], kinds: dict | None = None):
-        if not (isinstance(size, (tuple, list)) and len(size) == 2 and all(isinstance(s, int) and s > 0 for s in size)):
+        if not (isinstance(size, (tuple, list)) and len(size) == 2 and
+                all(isinstance(s, int) and s > 0 for s in size)):
             raise DepthnbInputError(f'Resize: size must be (h, w) positive ints, got {size!r}')
         self.size, self.kinds = tuple(size), kinds
-    def __repr__(self): return f'Resize(size={self.size})'
+
+    def __repr__(self):
+        return f'Resize(size={self.size})'
     def __call__(self, sample: dict) -> dict:
         H, W = _spatial_hw(sample, self.kinds)
         h, w = self.size
-        if (h, w) == (H, W): return dict(sample)
+        if (h, w) == (H, W):
+            return dict(sample)
         sx, sy = w / W, h / H
         out = {}
         for k, v in sample.items():
             kind = sample_kind(k, v, self.kinds)
-            if kind == 'valid' and k[:-len('_valid')] in sample: continue  # resized with its map
+            if kind == 'valid' and k[:-len('_valid')] in sample:
+                continue  # resized with its map
             if kind in _SPATIAL:
                 out[k], m = _resize_map(kind, v, sample.get(k + '_valid'), (h, w), sx, sy)
-                if m is not None: out[k + '_valid'] = m
-            elif kind == 'K': out[k] = _affine_K(v, [[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]])
-            elif kind == 'doffs': out[k] = v * sx
-            else: out[k] = v
+                if m is not None:
+                    out[k + '_valid'] = m
+            elif kind == 'K':
+                out[k] = _affine_K(v, [[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]])
+            elif kind == 'doffs':
+                out[k] = v * sx
+            else:
+                out[k] = v
         return out
 
 # %% ../../nbs/12_data_datasets.ipynb #39753937
@@ -174,13 +220,17 @@ def crop_sample(sample: dict, top: int, left: int, size: tuple[int, int], kinds:
     H, W = _spatial_hw(sample, kinds)
     h, w = size
     if not (0 <= top and top + h <= H and 0 <= left and left + w <= W):
-        raise DepthnbInputError(f'crop window top={top}, left={left}, size={tuple(size)} does not fit the {H}×{W} sample')
+        raise DepthnbInputError(
+            f'crop window top={top}, left={left}, size={tuple(size)} does not fit the {H}×{W} sample')
     out = {}
     for k, v in sample.items():
         kind = sample_kind(k, v, kinds)
-        if kind in _SPATIAL: out[k] = v[..., top:top + h, left:left + w]
-        elif kind == 'K': out[k] = _affine_K(v, [[1, 0, -left], [0, 1, -top], [0, 0, 1]])
-        else: out[k] = v
+        if kind in _SPATIAL:
+            out[k] = v[..., top:top + h, left:left + w]
+        elif kind == 'K':
+            out[k] = _affine_K(v, [[1, 0, -left], [0, 1, -top], [0, 0, 1]])
+        else:
+            out[k] = v
     return out
 
 class RandomCrop(_RandomTransform):
@@ -188,16 +238,21 @@ class RandomCrop(_RandomTransform):
     def __init__(self, size: tuple[int, int], generator: torch.Generator | None = None, seed: int = 0,
                  kinds: dict | None = None):
         super().__init__(generator, seed)
-        if not (isinstance(size, (tuple, list)) and len(size) == 2 and all(isinstance(s, int) and s > 0 for s in size)):
+        if not (isinstance(size, (tuple, list)) and len(size) == 2 and
+                all(isinstance(s, int) and s > 0 for s in size)):
             raise DepthnbInputError(f'RandomCrop: size must be (h, w) positive ints, got {size!r}')
         self.size, self.kinds = tuple(size), kinds
-    def __repr__(self): return f'RandomCrop(size={self.size})'
+
+    def __repr__(self):
+        return f'RandomCrop(size={self.size})'
     def __call__(self, sample: dict) -> dict:
         H, W = _spatial_hw(sample, self.kinds)
         h, w = self.size
-        if h > H or w > W: raise DepthnbInputError(f'RandomCrop: crop {h}×{w} is larger than the {H}×{W} sample')
+        if h > H or w > W:
+            raise DepthnbInputError(f'RandomCrop: crop {h}×{w} is larger than the {H}×{W} sample')
         g = self._gen()
-        top = int(torch.randint(0, H - h + 1, (), generator=g)); left = int(torch.randint(0, W - w + 1, (), generator=g))
+        top = int(torch.randint(0, H - h + 1, (), generator=g))
+        left = int(torch.randint(0, W - w + 1, (), generator=g))
         return crop_sample(sample, top, left, (h, w), self.kinds)
 
 # %% ../../nbs/12_data_datasets.ipynb #d8c83b45
@@ -207,7 +262,8 @@ def _swap_lr(key: str) -> str:
     m = {'left': 'right', 'right': 'left', 'l': 'r', 'r': 'l'}
     return '_'.join(m.get(t, t) for t in key.split('_'))
 
-def _mirror(v: torch.Tensor) -> torch.Tensor: return mirror(v[None])[0]
+def _mirror(v: torch.Tensor) -> torch.Tensor:
+    return mirror(v[None])[0]
 
 def _flip_K(K: torch.Tensor, W: int, doffs=None) -> torch.Tensor:
     K = K.clone()
@@ -221,28 +277,37 @@ def _conj(T: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
     return (A @ T.double() @ torch.linalg.inv(A)).to(T.dtype)
 
 def flip_stereo(sample: dict, kinds: dict | None = None) -> dict:
-    "The stereo sample of the mirrored rig (see above): left and right swapped and mirrored, K and poses adjusted."
-    if 'right' not in sample: raise DepthnbInputError("flip_stereo: the sample has no 'right' image; use flip_mono "
-                                                      "(RandomHorizontalFlip(mono=True)) for monocular samples")
+    """The stereo sample of the mirrored rig (see above): left and right swapped and mirrored, K and poses
+    adjusted."""
+    if 'right' not in sample:
+        raise DepthnbInputError("flip_stereo: the sample has no 'right' image; use flip_mono "
+                                "(RandomHorizontalFlip(mono=True)) for monocular samples")
     H, W = _spatial_hw(sample, kinds)
     out = {}
     for k, v in sample.items():
         kind = sample_kind(k, v, kinds)
         if kind in _SPATIAL:
             k2 = _swap_lr(k)
-            if k2 == k: raise DepthnbInputError(f'flip_stereo: {k!r} belongs to the left view only and has no right-view '
-                                                f'counterpart; drop it first (DropKeys([{k!r}])) or use flip_mono on '
-                                                'monocular samples')
-            if k2 not in sample: raise DepthnbInputError(f'flip_stereo: {k!r} needs {k2!r}: the mirrored left view is the '
-                                                         'mirrored right view (a sample with only disp_l cannot be flipped '
-                                                         'as a stereo pair; use mono=True for monocular samples)')
+            if k2 == k:
+                raise DepthnbInputError(
+                    f'flip_stereo: {k!r} belongs to the left view only and has no right-view '
+                    f'counterpart; drop it first (DropKeys([{k!r}])) or use flip_mono on '
+                    'monocular samples')
+            if k2 not in sample:
+                raise DepthnbInputError(f'flip_stereo: {k!r} needs {k2!r}: the mirrored left view is the '
+                                        'mirrored right view (a sample with only disp_l cannot be flipped '
+                                        'as a stereo pair; use mono=True for monocular samples)')
             out[k] = _mirror(sample[k2])
-        elif kind == 'K': out[k] = _flip_K(v, W, sample.get('doffs'))
+        elif kind == 'K':
+            out[k] = _flip_K(v, W, sample.get('doffs'))
         elif kind == 'pose':
-            if 'baseline' not in sample: raise DepthnbInputError(f"flip_stereo: {k!r} needs the sample's 'baseline'")
-            D = torch.eye(4, dtype=torch.float64); D[0, 3] = -float(sample['baseline'])
+            if 'baseline' not in sample:
+                raise DepthnbInputError(f"flip_stereo: {k!r} needs the sample's 'baseline'")
+            D = torch.eye(4, dtype=torch.float64)
+            D[0, 3] = -float(sample['baseline'])
             out[k] = _conj(v, _S @ D)
-        else: out[k] = v
+        else:
+            out[k] = v
     return out
 
 def flip_mono(sample: dict, kinds: dict | None = None) -> dict:
@@ -252,27 +317,37 @@ def flip_mono(sample: dict, kinds: dict | None = None) -> dict:
     for k, v in sample.items():
         kind = sample_kind(k, v, kinds)
         if kind == 'disp' or (kind == 'image' and k.startswith('right')):
-            raise DepthnbInputError(f'flip_mono: the sample has {k!r}; mirroring a stereo pair in place would make its '
-                                    'disparity negative. Use flip_stereo (RandomHorizontalFlip(mono=False))')
+            raise DepthnbInputError(
+                f'flip_mono: the sample has {k!r}; mirroring a stereo pair in place would make its '
+                'disparity negative. Use flip_stereo (RandomHorizontalFlip(mono=False))')
         if kind == 'flow':
             f = _mirror(v)
             out[k] = torch.cat([-f[:1], f[1:]], 0)
-        elif kind in _SPATIAL: out[k] = _mirror(v)
-        elif kind == 'K': out[k] = _flip_K(v, W)
-        elif kind == 'pose': out[k] = _conj(v, _S)
-        else: out[k] = v
+        elif kind in _SPATIAL:
+            out[k] = _mirror(v)
+        elif kind == 'K':
+            out[k] = _flip_K(v, W)
+        elif kind == 'pose':
+            out[k] = _conj(v, _S)
+        else:
+            out[k] = v
     return out
 
 class RandomHorizontalFlip(_RandomTransform):
     "With probability `p`, `flip_stereo` the sample (or `flip_mono` it with `mono=True`)."
-    def __init__(self, p: float = 0.5, mono: bool = False, generator: torch.Generator | None = None, seed: int = 0,
-                 kinds: dict | None = None):
+
+    def __init__(self, p: float = 0.5, mono: bool = False, generator: torch.Generator | None = None,
+                 seed: int = 0, kinds: dict | None = None):
         super().__init__(generator, seed)
-        if not 0 <= p <= 1: raise DepthnbInputError(f'RandomHorizontalFlip: p must lie in [0, 1], got {p}')
+        if not 0 <= p <= 1:
+            raise DepthnbInputError(f'RandomHorizontalFlip: p must lie in [0, 1], got {p}')
         self.p, self.mono, self.kinds = p, mono, kinds
-    def __repr__(self): return f'RandomHorizontalFlip(p={self.p}, mono={self.mono})'
+
+    def __repr__(self):
+        return f'RandomHorizontalFlip(p={self.p}, mono={self.mono})'
     def __call__(self, sample: dict) -> dict:
-        if self._uniform() >= self.p: return dict(sample)
+        if self._uniform() >= self.p:
+            return dict(sample)
         return (flip_mono if self.mono else flip_stereo)(sample, self.kinds)
 
 # %% ../../nbs/12_data_datasets.ipynb #74d5af62
@@ -295,10 +370,12 @@ def _rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
 def _hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
     "channel n of (r, g, b) = v − v·s·clamp(min(k, 4 − k), 0, 1) with k = (n + 6h) mod 6, n = 5, 3, 1"
     h, s, v = x[:1], x[1:2], x[2:]
-    k = torch.remainder(torch.tensor([5., 3., 1.], dtype=x.dtype, device=x.device).reshape(3, 1, 1) + 6 * h, 6)
+    k = torch.remainder(
+        torch.tensor([5., 3., 1.], dtype=x.dtype, device=x.device).reshape(3, 1, 1) + 6 * h, 6)
     return v - v * s * torch.minimum(k, 4 - k).clamp(0, 1)
 
-def adjust_colour(x: torch.Tensor, brightness: float = 1., contrast: float = 1., saturation: float = 1., hue: float = 0.) -> torch.Tensor:
+def adjust_colour(x: torch.Tensor, brightness: float = 1., contrast: float = 1., saturation: float = 1.,
+                  hue: float = 0.) -> torch.Tensor:
     """Brightness, contrast, saturation (factors, 1 = unchanged) and hue (shift in turns, 0 = unchanged) of a
     3×H×W image in [0, 1], in that order, with torchvision's definitions; the result is clamped to [0, 1]."""
     x = (x * brightness).clamp(0, 1)
@@ -312,27 +389,37 @@ def adjust_colour(x: torch.Tensor, brightness: float = 1., contrast: float = 1.,
 # %% ../../nbs/12_data_datasets.ipynb #be19c9fe
 class ColorAugment(_RandomTransform):
     "Write colour-jittered copies `*_aug` of the sample's images; the images themselves are left as they are."
-    def __init__(self, brightness: float = 0.2, contrast: float = 0.2, saturation: float = 0.2, hue: float = 0.1,
-                 p: float = 1.0, generator: torch.Generator | None = None, seed: int = 0):
+
+    def __init__(self, brightness: float = 0.2, contrast: float = 0.2, saturation: float = 0.2,
+                 hue: float = 0.1, p: float = 1.0, generator: torch.Generator | None = None, seed: int = 0):
         super().__init__(generator, seed)
         for n, x in dict(brightness=brightness, contrast=contrast, saturation=saturation).items():
-            if not 0 <= x: raise DepthnbInputError(f'ColorAugment: {n} must be ≥ 0, got {x}')
-        if not 0 <= hue <= 0.5: raise DepthnbInputError(f'ColorAugment: hue must lie in [0, 0.5], got {hue}')
-        if not 0 <= p <= 1: raise DepthnbInputError(f'ColorAugment: p must lie in [0, 1], got {p}')
-        self.brightness, self.contrast, self.saturation, self.hue, self.p = brightness, contrast, saturation, hue, p
+            if not 0 <= x:
+                raise DepthnbInputError(f'ColorAugment: {n} must be ≥ 0, got {x}')
+        if not 0 <= hue <= 0.5:
+            raise DepthnbInputError(f'ColorAugment: hue must lie in [0, 0.5], got {hue}')
+        if not 0 <= p <= 1:
+            raise DepthnbInputError(f'ColorAugment: p must lie in [0, 1], got {p}')
+        self.brightness = brightness
+        self.contrast = contrast
+        self.saturation = saturation
+        self.hue = hue
+        self.p = p
     def __repr__(self):
-        return (f'ColorAugment(brightness={self.brightness}, contrast={self.contrast}, saturation={self.saturation}, '
-                f'hue={self.hue}, p={self.p})')
+        return (f'ColorAugment(brightness={self.brightness}, contrast={self.contrast}, '
+                f'saturation={self.saturation}, hue={self.hue}, p={self.p})')
     def draw(self) -> dict | None:
         "One set of jitter parameters (None: no jitter this time); always draws five numbers."
         u = self._uniform()
-        b, c, s = (self._uniform(max(0., 1 - x), 1 + x) for x in (self.brightness, self.contrast, self.saturation))
+        b, c, s = (self._uniform(max(0., 1 - x), 1 + x)
+                   for x in (self.brightness, self.contrast, self.saturation))
         h = self._uniform(-self.hue, self.hue)
         return dict(brightness=b, contrast=c, saturation=s, hue=h) if u < self.p else None
     def __call__(self, sample: dict) -> dict:
         prm, out = self.draw(), dict(sample)
         for k, v in sample.items():
-            if not (_IMAGE_RE.match(k) and not k.endswith('_aug') and isinstance(v, torch.Tensor)): continue
+            if not (_IMAGE_RE.match(k) and not k.endswith('_aug') and isinstance(v, torch.Tensor)):
+                continue
             out[k + '_aug'] = adjust_colour(v, **prm) if prm is not None else v.clone()
         return out
 
@@ -341,11 +428,15 @@ class Compose:
     def __init__(self, transforms: Sequence[Callable]):
         transforms = list(transforms)
         for t in transforms:
-            if not callable(t): raise DepthnbInputError(f'Compose: {t!r} is not callable')
+            if not callable(t):
+                raise DepthnbInputError(f'Compose: {t!r} is not callable')
         self.transforms = transforms
-    def __repr__(self): return f'Compose({self.transforms})'
+
+    def __repr__(self):
+        return f'Compose({self.transforms})'
     def __call__(self, sample: dict) -> dict:
-        for t in self.transforms: sample = t(sample)
+        for t in self.transforms:
+            sample = t(sample)
         return sample
 
 # %% ../../nbs/12_data_datasets.ipynb #299d3ac9
@@ -356,7 +447,8 @@ def available_splits() -> list[str]:
     "The split files that ship with depthnb, as `'split/file'` names."
     out = []
     for sd in _splits_dir().iterdir():
-        if sd.is_dir(): out += [f'{sd.name}/{f.name}' for f in sd.iterdir() if f.name.endswith('.txt')]
+        if sd.is_dir():
+            out += [f'{sd.name}/{f.name}' for f in sd.iterdir() if f.name.endswith('.txt')]
     return sorted(out)
 
 def _split_lines(split, subset: str) -> tuple[list[str], str]:
@@ -364,30 +456,39 @@ def _split_lines(split, subset: str) -> tuple[list[str], str]:
         return [l if isinstance(l, str) else ' '.join(map(str, l)) for l in split], 'the given list'
     p = Path(split)
     if p.suffix == '.txt' or p.is_file():
-        if not p.is_file(): raise DepthnbInputError(f'split file not found: {p}')
+        if not p.is_file():
+            raise DepthnbInputError(f'split file not found: {p}')
         return p.read_text().splitlines(), str(p)
     sd = _splits_dir().joinpath(str(split))
     for name in (f'{subset}_files.txt', f'{subset}.txt', f'test_files_{subset}.txt'):
         f = sd.joinpath(name)
-        if f.is_file(): return f.read_text().splitlines(), f'{split}/{name}'
+        if f.is_file():
+            return f.read_text().splitlines(), f'{split}/{name}'
     raise DepthnbInputError(f'no split {split!r} with subset {subset!r}; available: {available_splits()}')
 
-def read_split(split: str | os.PathLike | Sequence = 'eigen_zhou', subset: str = 'train') -> list[tuple[str, int, str]]:
+def read_split(split: str | os.PathLike | Sequence = 'eigen_zhou',
+               subset: str = 'train') -> list[tuple[str, int, str]]:
     """The samples of a split: a list of `(folder, frame, side)`; side 'l' (image_02) or 'r' (image_03).
 
-    `split`: a packaged split name (with `subset`: 'train', 'val', 'test', or '09' / '10' for odom), a path to a
-    text file, or a list of lines / tuples. A line without a side means 'l'."""
+    `split`: a packaged split name (with `subset`: 'train', 'val', 'test', or '09' / '10' for odom), a path to
+    a text file, or a list of lines / tuples. A line without a side means 'l'."""
     lines, src = _split_lines(split, subset)
     out = []
     for i, line in enumerate(lines):
         parts = line.split()
-        if not parts: continue
+        if not parts:
+            continue
         if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ('l', 'r')):
-            raise DepthnbInputError(f'split {src}, line {i + 1}: expected "<folder> <frame> [l|r]", got {line!r}')
-        try: frame = int(parts[1])
-        except ValueError: raise DepthnbInputError(f'split {src}, line {i + 1}: frame {parts[1]!r} is not an integer') from None
+            raise DepthnbInputError(
+                f'split {src}, line {i + 1}: expected "<folder> <frame> [l|r]", got {line!r}')
+        try:
+            frame = int(parts[1])
+        except ValueError:
+            raise DepthnbInputError(
+                f'split {src}, line {i + 1}: frame {parts[1]!r} is not an integer') from None
         out.append((parts[0], frame, parts[2] if len(parts) == 3 else 'l'))
-    if not out: raise DepthnbInputError(f'split {src} has no samples')
+    if not out:
+        raise DepthnbInputError(f'split {src} has no samples')
     return out
 
 # %% ../../nbs/12_data_datasets.ipynb #d46f5103
@@ -395,55 +496,71 @@ _OFFSET_NAME = {-1: '_prev', 0: '', 1: '_next'}
 
 class KittiRaw(Dataset):
     "KITTI raw stereo / video samples of a split (see above); every missing file raises with its path."
-    def __init__(self, root: str | os.PathLike, split='eigen_zhou', subset: str = 'train', frames: Sequence[int] = (0,),
-                 stereo: bool = True, depth_gt: bool = False, size: tuple[int, int] | None = None,
-                 transform: Callable | None = None, img_ext: str | None = None, vel_depth: bool = True):
+
+    def __init__(self, root: str | os.PathLike, split='eigen_zhou', subset: str = 'train',
+                 frames: Sequence[int] = (0,), stereo: bool = True, depth_gt: bool = False,
+                 size: tuple[int, int] | None = None, transform: Callable | None = None,
+                 img_ext: str | None = None, vel_depth: bool = True):
         self.root = _need_dir(Path(root), 'KittiRaw root')
         frames = tuple(frames)
         if 0 not in frames or not set(frames) <= {-1, 0, 1} or len(set(frames)) != len(frames):
-            raise DepthnbInputError(f'KittiRaw: frames must be distinct offsets from {{-1, 0, 1}} including 0, got {frames}')
-        if img_ext is not None and img_ext not in ('.png', '.jpg'): raise DepthnbInputError(f"img_ext must be '.png' or '.jpg', got {img_ext!r}")
+            raise DepthnbInputError(
+                f'KittiRaw: frames must be distinct offsets from {{-1, 0, 1}} including 0, got {frames}')
+        if img_ext is not None and img_ext not in ('.png', '.jpg'):
+            raise DepthnbInputError(f"img_ext must be '.png' or '.jpg', got {img_ext!r}")
         self.items = read_split(split, subset)
-        self.frames, self.stereo, self.depth_gt, self.vel_depth, self.img_ext = frames, stereo, depth_gt, vel_depth, img_ext
+        self.frames = frames
+        self.stereo = stereo
+        self.depth_gt = depth_gt
+        self.vel_depth = vel_depth
+        self.img_ext = img_ext
         self.resize = Resize(tuple(size)) if size is not None else None
         self.transform, self._calib = transform, {}
         for date in sorted({f.split('/')[0] for f, _, _ in self.items}):
             for n in ('calib_cam_to_cam.txt',) + (('calib_velo_to_cam.txt',) if depth_gt else ()):
                 _need_file(self.root / date / n, 'KittiRaw calibration')
-    def __len__(self): return len(self.items)
+
+    def __len__(self):
+        return len(self.items)
     def image_path(self, folder: str, cam: int, frame: int) -> Path:
         "The image file of camera `cam` (2 or 3) at `frame`; .png, else .jpg unless `img_ext` fixes one."
         base = self.root / folder / f'image_0{cam}' / 'data' / f'{frame:010d}'
         exts = (self.img_ext,) if self.img_ext else ('.png', '.jpg')
         for e in exts:
-            if (p := base.with_suffix(e)).is_file(): return p
+            if (p := base.with_suffix(e)).is_file():
+                return p
         raise DepthnbInputError(f'KittiRaw: image not found: {base.with_suffix(exts[0])}'
                                 + (f' (nor {base.with_suffix(".jpg")})' if len(exts) == 2 else ''))
     def calib(self, date: str, cam: int) -> dict:
         "`kitti_stereo_calib` of a date's calibration files for camera `cam` (cached)."
         if (date, cam) not in self._calib:
             d = self.root / date
-            self._calib[date, cam] = kitti_stereo_calib(d / 'calib_cam_to_cam.txt',
-                                                        d / 'calib_velo_to_cam.txt' if self.depth_gt else None, cam)
+            velo_to_cam = d / 'calib_velo_to_cam.txt' if self.depth_gt else None
+            self._calib[date, cam] = kitti_stereo_calib(d / 'calib_cam_to_cam.txt', velo_to_cam, cam)
         return self._calib[date, cam]
     def __getitem__(self, i: int) -> dict:
-        if not -len(self) <= i < len(self): raise IndexError(f'KittiRaw index {i} out of range ({len(self)} samples)')
+        if not -len(self) <= i < len(self):
+            raise IndexError(f'KittiRaw index {i} out of range ({len(self)} samples)')
         folder, frame, side = self.items[i]
         date = folder.split('/')[0]
         cams = {'left': 2, 'right': 3} if self.stereo else {'left': 2 if side == 'l' else 3}
         s = {}
         for view, cam in cams.items():
-            for off in self.frames: s[view + _OFFSET_NAME[off]] = read_image(self.image_path(folder, cam, frame + off))
+            for off in self.frames:
+                s[view + _OFFSET_NAME[off]] = read_image(self.image_path(folder, cam, frame + off))
         cal = self.calib(date, cams['left'])
         s['K'] = _K(cal['K'])
-        if self.stereo: s['baseline'] = _scalar(cal['baseline'])
+        if self.stereo:
+            s['baseline'] = _scalar(cal['baseline'])
         if self.depth_gt:
             pts = read_velodyne(self.root / folder / 'velodyne_points' / 'data' / f'{frame:010d}.bin')
             for view, cam in cams.items():
-                dm = velodyne_to_depth(pts, self.calib(date, cam), tuple(s['left'].shape[-2:]), vel_depth=self.vel_depth)
+                dm = velodyne_to_depth(pts, self.calib(date, cam), tuple(s['left'].shape[-2:]),
+                                       vel_depth=self.vel_depth)
                 s[f'depth_{view[0]}'], s[f'depth_{view[0]}_valid'] = _gt(dm, dm > 0)
         s['name'] = f'{folder} {frame:010d} {side}'
-        if self.resize is not None: s = self.resize(s)
+        if self.resize is not None:
+            s = self.resize(s)
         return _finish(s, self.transform)
 
 # %% ../../nbs/12_data_datasets.ipynb #1941dcb8
@@ -453,16 +570,25 @@ class Kitti2015(Dataset):
         self.base = _need_dir(Path(root) / subset, 'Kitti2015')
         img = _need_dir(self.base / 'image_2', 'Kitti2015')
         self.ids = sorted(p.name[:-len('_10.png')] for p in img.glob('*_10.png'))
-        if not self.ids: raise DepthnbInputError(f'Kitti2015: no *_10.png images in {img}')
-        self.has = {n: (self.base / n).is_dir() for n in ('image_3', 'disp_occ_0', 'disp_noc_0', 'flow_occ', 'calib_cam_to_cam')}
+        if not self.ids:
+            raise DepthnbInputError(f'Kitti2015: no *_10.png images in {img}')
+        self.has = {
+            n: (self.base / n).is_dir()
+            for n in ('image_3', 'disp_occ_0', 'disp_noc_0', 'flow_occ', 'calib_cam_to_cam')
+        }
         self.transform = transform
-    def __len__(self): return len(self.ids)
+
+    def __len__(self):
+        return len(self.ids)
     def __getitem__(self, i: int) -> dict:
-        if not -len(self) <= i < len(self): raise IndexError(f'Kitti2015 index {i} out of range ({len(self)} samples)')
+        if not -len(self) <= i < len(self):
+            raise IndexError(f'Kitti2015 index {i} out of range ({len(self)} samples)')
         n, b = self.ids[i], self.base
-        s = dict(left=read_image(b / 'image_2' / f'{n}_10.png'), left_next=read_image(b / 'image_2' / f'{n}_11.png'))
+        s = dict(left=read_image(b / 'image_2' / f'{n}_10.png'),
+                 left_next=read_image(b / 'image_2' / f'{n}_11.png'))
         if self.has['image_3']:
-            s['right'] = read_image(b / 'image_3' / f'{n}_10.png'); s['right_next'] = read_image(b / 'image_3' / f'{n}_11.png')
+            s['right'] = read_image(b / 'image_3' / f'{n}_10.png')
+            s['right_next'] = read_image(b / 'image_3' / f'{n}_11.png')
         if self.has['disp_occ_0']:
             s['disp_l'], s['disp_l_valid'] = _gt(*read_kitti_png(b / 'disp_occ_0' / f'{n}_10.png'))
             if self.has['disp_noc_0']:
@@ -476,7 +602,8 @@ class Kitti2015(Dataset):
         if self.has['calib_cam_to_cam']:
             cal = kitti_stereo_calib(b / 'calib_cam_to_cam' / f'{n}.txt')
             s['K'] = _K(cal['K'])
-            if 'right' in s: s['baseline'] = _scalar(cal['baseline'])
+            if 'right' in s:
+                s['baseline'] = _scalar(cal['baseline'])
         s['name'] = n
         return _finish(s, self.transform)
 
@@ -487,27 +614,38 @@ class FlyingThings3D(Dataset):
     "FlyingThings3D stereo samples with the disparity of both views (see above)."
     def __init__(self, root: str | os.PathLike, subset: str = 'TRAIN', render_pass: str = 'clean',
                  transform: Callable | None = None):
-        if render_pass not in ('clean', 'final'): raise DepthnbInputError(f"render_pass must be 'clean' or 'final', got {render_pass!r}")
+        if render_pass not in ('clean', 'final'):
+            raise DepthnbInputError(f"render_pass must be 'clean' or 'final', got {render_pass!r}")
         self.root = _need_dir(Path(root), 'FlyingThings3D root')
         self.img_root = _need_dir(self.root / f'frames_{render_pass}pass' / subset, 'FlyingThings3D')
         self.disp_root = self.root / 'disparity' / subset
         self.items = sorted(p.relative_to(self.img_root) for p in self.img_root.glob('*/*/left/*.png'))
-        if not self.items: raise DepthnbInputError(f'FlyingThings3D: no <letter>/<seq>/left/<frame>.png under {self.img_root}')
+        if not self.items:
+            raise DepthnbInputError(
+                f'FlyingThings3D: no <letter>/<seq>/left/<frame>.png under {self.img_root}')
         self.subset, self.transform = subset, transform
-    def __len__(self): return len(self.items)
+
+    def __len__(self):
+        return len(self.items)
     def _disp(self, rel: Path, view: str):
         path = self.disp_root / rel.parent.parent / view / (rel.stem + '.pfm')
         a = read_pfm(path)
-        if a.ndim != 2: raise DepthnbInputError(f'FlyingThings3D: expected a one-channel disparity PFM: {path}')
-        if (a < 0).any(): raise DepthnbInputError(f'FlyingThings3D: negative disparity in {path} (expected positive values)')
+        if a.ndim != 2:
+            raise DepthnbInputError(f'FlyingThings3D: expected a one-channel disparity PFM: {path}')
+        if (a < 0).any():
+            raise DepthnbInputError(
+                f'FlyingThings3D: negative disparity in {path} (expected positive values)')
         return _gt(a)
     def __getitem__(self, i: int) -> dict:
-        if not -len(self) <= i < len(self): raise IndexError(f'FlyingThings3D index {i} out of range ({len(self)} samples)')
+        if not -len(self) <= i < len(self):
+            raise IndexError(f'FlyingThings3D index {i} out of range ({len(self)} samples)')
         rel = self.items[i]
-        s = dict(left=read_image(self.img_root / rel), right=read_image(self.img_root / rel.parent.parent / 'right' / rel.name))
+        s = dict(left=read_image(self.img_root / rel),
+                 right=read_image(self.img_root / rel.parent.parent / 'right' / rel.name))
         for view in ('l', 'r'):
             s[f'disp_{view}'], s[f'disp_{view}_valid'] = self._disp(rel, 'left' if view == 'l' else 'right')
-        if tuple(s['left'].shape[-2:]) == (540, 960): s['K'] = _K(FT3D_K)
+        if tuple(s['left'].shape[-2:]) == (540, 960):
+            s['K'] = _K(FT3D_K)
         s['name'] = f'{self.subset}/{rel.parent.parent.as_posix()}/{rel.stem}'
         return _finish(s, self.transform)
 
@@ -517,19 +655,26 @@ class Cityscapes(Dataset):
     def __init__(self, root: str | os.PathLike, split: str = 'train', transform: Callable | None = None):
         self.root = _need_dir(Path(root), 'Cityscapes root')
         img = _need_dir(self.root / 'leftImg8bit' / split, 'Cityscapes')
-        self.items = sorted((p.parent.name, p.name[:-len('_leftImg8bit.png')]) for p in img.glob('*/*_leftImg8bit.png'))
-        if not self.items: raise DepthnbInputError(f'Cityscapes: no <city>/<id>_leftImg8bit.png under {img}')
+        self.items = sorted(
+            (p.parent.name, p.name[:-len('_leftImg8bit.png')]) for p in img.glob('*/*_leftImg8bit.png'))
+        if not self.items:
+            raise DepthnbInputError(f'Cityscapes: no <city>/<id>_leftImg8bit.png under {img}')
         self.gt = self.root / 'gtFine' / split
         self.has_gt, self.split, self.transform = self.gt.is_dir(), split, transform
-    def __len__(self): return len(self.items)
+
+    def __len__(self):
+        return len(self.items)
     def __getitem__(self, i: int) -> dict:
-        if not -len(self) <= i < len(self): raise IndexError(f'Cityscapes index {i} out of range ({len(self)} samples)')
+        if not -len(self) <= i < len(self):
+            raise IndexError(f'Cityscapes index {i} out of range ({len(self)} samples)')
         city, n = self.items[i]
         s = dict(left=read_image(self.root / 'leftImg8bit' / self.split / city / f'{n}_leftImg8bit.png'))
         if self.has_gt:
             lab = read_label_png(self.gt / city / f'{n}_gtFine_labelIds.png')
             if lab.shape != tuple(s['left'].shape[-2:]):
-                raise DepthnbInputError(f'Cityscapes: label {lab.shape} and image {tuple(s["left"].shape[-2:])} sizes differ for {city}/{n}')
+                image_size = tuple(s['left'].shape[-2:])
+                raise DepthnbInputError(f'Cityscapes: label {lab.shape} and image {image_size} sizes differ '
+                                        f'for {city}/{n}')
             s['semantic'] = torch.from_numpy(cityscapes_labelid_to_trainid(lab))[None]
         s['name'] = f'{city}/{n}'
         return _finish(s, self.transform)
@@ -540,32 +685,44 @@ class Middlebury(Dataset):
     disp_names, disp_r_names, what = ('disp0GT.pfm', 'disp0.pfm'), ('disp1GT.pfm', 'disp1.pfm'), 'Middlebury'
     def __init__(self, root: str | os.PathLike, transform: Callable | None = None):
         root = _need_dir(Path(root), f'{self.what} root')
-        self.scenes = [root] if (root / 'im0.png').is_file() else sorted(p for p in root.iterdir() if (p / 'im0.png').is_file())
-        if not self.scenes: raise DepthnbInputError(f'{self.what}: no scene folder with im0.png under {root}')
+        if (root / 'im0.png').is_file():
+            self.scenes = [root]
+        else:
+            self.scenes = sorted(p for p in root.iterdir() if (p / 'im0.png').is_file())
+        if not self.scenes:
+            raise DepthnbInputError(f'{self.what}: no scene folder with im0.png under {root}')
         self.transform = transform
-    def __len__(self): return len(self.scenes)
+
+    def __len__(self):
+        return len(self.scenes)
     def _first(self, sc: Path, names):
         return next((sc / n for n in names if (sc / n).is_file()), None)
     def __getitem__(self, i: int) -> dict:
-        if not -len(self) <= i < len(self): raise IndexError(f'{self.what} index {i} out of range ({len(self)} samples)')
+        if not -len(self) <= i < len(self):
+            raise IndexError(f'{self.what} index {i} out of range ({len(self)} samples)')
         sc = self.scenes[i]
         s = dict(left=read_image(sc / 'im0.png'), right=read_image(sc / 'im1.png'))
         cal = read_middlebury_calib(_need_file(sc / 'calib.txt', self.what))
         for key in ('cam0', 'baseline'):
-            if key not in cal: raise DepthnbInputError(f'{self.what}: {sc / "calib.txt"} has no {key!r}')
+            if key not in cal:
+                raise DepthnbInputError(f'{self.what}: {sc / "calib.txt"} has no {key!r}')
         s['K'], s['baseline'] = _K(cal['cam0']), _scalar(cal['baseline_m'])
         doffs = cal.get('doffs', cal['cam1'][0, 2] - cal['cam0'][0, 2] if 'cam1' in cal else 0.)
         s['doffs'] = _scalar(doffs)
         for view, names in (('l', self.disp_names), ('r', self.disp_r_names)):
             if (p := self._first(sc, names)) is not None:
                 a = read_pfm(p)
-                if a.ndim != 2: raise DepthnbInputError(f'{self.what}: expected a one-channel disparity PFM: {p}')
+                if a.ndim != 2:
+                    raise DepthnbInputError(f'{self.what}: expected a one-channel disparity PFM: {p}')
                 s[f'disp_{view}'], s[f'disp_{view}_valid'] = _gt(a)
         if 'disp_l' in s and (sc / 'mask0nocc.png').is_file():
             mask = read_label_png(sc / 'mask0nocc.png')
-            if mask.shape != tuple(s['left'].shape[-2:]): raise DepthnbInputError(f'{self.what}: mask size {mask.shape} differs from the image: {sc / "mask0nocc.png"}')
+            if mask.shape != tuple(s['left'].shape[-2:]):
+                raise DepthnbInputError(
+                    f'{self.what}: mask size {mask.shape} differs from the image: {sc / "mask0nocc.png"}')
             valid = s['disp_l_valid']
-            s['occ_l'], s['occ_l_valid'] = (valid & torch.from_numpy(mask != 255)[None]).float(), valid.clone()
+            s['occ_l'] = (valid & torch.from_numpy(mask != 255)[None]).float()
+            s['occ_l_valid'] = valid.clone()
         s['name'] = sc.name
         return _finish(s, self.transform)
 
@@ -578,18 +735,24 @@ class RealPair(Dataset):
     "scikit-image's Motorcycle stereo pair with GT left disparity as a 1-sample dataset (see above)."
     def __init__(self, factor: int = 2, transform: Callable | None = None):
         from depthnb.warp_check import MOTORCYCLE_CALIB
-        if not isinstance(factor, int) or factor < 1: raise DepthnbInputError(f'factor must be a positive int, got {factor!r}')
+        if not isinstance(factor, int) or factor < 1:
+            raise DepthnbInputError(f'factor must be a positive int, got {factor!r}')
         self.factor, self.transform, self._cache = factor, transform, None
         c, k = MOTORCYCLE_CALIB, factor
         self.K = torch.tensor([[c['focal'] / k, 0, (c['cx'] + 0.5) / k - 0.5],
-                               [0, c['focal'] / k, (c['cy'] + 0.5) / k - 0.5], [0, 0, 1]], dtype=torch.float32)
+                               [0, c['focal'] / k, (c['cy'] + 0.5) / k - 0.5],
+                               [0, 0, 1]], dtype=torch.float32)
         self.baseline, self.doffs = c['baseline'], c['doffs'] / k
-    def __len__(self): return 1
+
+    def __len__(self):
+        return 1
     def __getitem__(self, i: int) -> dict:
-        if i not in (0, -1): raise IndexError(f'RealPair has one sample, got index {i}')
+        if i not in (0, -1):
+            raise IndexError(f'RealPair has one sample, got index {i}')
         if self._cache is None:
             from depthnb.warp_check import load_motorcycle
             p = load_motorcycle(self.factor, device='cpu')
-            self._cache = dict(left=p['left'][0], right=p['right'][0], disp_l=p['disp_l'][0], disp_l_valid=p['valid'][0],
-                               K=self.K, baseline=_scalar(self.baseline), doffs=_scalar(self.doffs), name='motorcycle')
+            self._cache = dict(left=p['left'][0], right=p['right'][0], disp_l=p['disp_l'][0],
+                               disp_l_valid=p['valid'][0], K=self.K, baseline=_scalar(self.baseline),
+                               doffs=_scalar(self.doffs), name='motorcycle')
         return _finish(dict(self._cache), self.transform)

@@ -9,7 +9,11 @@ import hashlib
 import json
 import math
 import os
+import sys
 import time
+import warnings
+import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -18,19 +22,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..core import DepthnbInputError, get_device
+from ..core import DepthnbInputError, atomic_write, get_device
 from ..geometry import pose_vec_to_mat, pixel_grid
 
 # %% auto #0
 __all__ = ['BOX', 'SPHERE', 'CYLINDER', 'PLANE', 'SEMANTIC', 'IGNORE', 'TEXTURES', 'CAM_HEIGHT', 'WORLDS', 'CACHE_VERSION',
-           'Scene', 'instance_poses', 'camera_pose', 'posed_primitives', 'intersect', 'bounding_radius', 'cast',
-           'surface', 'texture_atlas', 'sample_texture', 'RenderOptions', 'intrinsics', 'render_view', 'camera_effects',
-           'render_sample', 'SceneBuilder', 'make_street', 'make_flying', 'World', 'Street', 'FlyingObjects',
-           'make_world', 'write_cache', 'CachedWorld', 'SyntheticStereo', 'SyntheticVideo']
+           'META_FILE', 'RENDERING_FILE', 'RENDER_TIMEOUT_S', 'Scene', 'instance_poses', 'camera_pose',
+           'posed_primitives', 'intersect', 'bounding_radius', 'cast', 'surface', 'texture_atlas', 'sample_texture',
+           'RenderOptions', 'intrinsics', 'render_view', 'camera_effects', 'render_sample', 'SceneBuilder',
+           'make_street', 'make_flying', 'World', 'Street', 'FlyingObjects', 'make_world', 'sample_file',
+           'cache_description', 'read_cache_meta', 'check_cache_files', 'write_cache', 'CachedWorld', 'SyntheticStereo',
+           'SyntheticVideo']
 
 # %% ../../nbs/11_data_synthetic.ipynb #46bd9fc6
 BOX, SPHERE, CYLINDER, PLANE = 0, 1, 2, 3
-SEMANTIC = dict(road=0, sidewalk=1, building=2, wall=3, pole=5, sign=7, vegetation=8, sky=10, person=11, car=13)
+SEMANTIC = dict(road=0, sidewalk=1, building=2, wall=3, pole=5, sign=7, vegetation=8, sky=10,
+                person=11, car=13)
 IGNORE = 255
 
 @dataclass
@@ -54,11 +61,12 @@ class Scene:
     cam_R: torch.Tensor      # 3×3    left camera-to-world rotation at frame 0
     cam_v: torch.Tensor      # 3      camera translation per frame
     cam_w: torch.Tensor      # 3      camera rotation per frame (axis-angle, world frame)
-    light: dict = field(default_factory=dict)   # sun direction and colour, ambient, sky colours, road markings
+    light: dict = field(default_factory=dict)  # sun direction and colour, ambient, sky colours, road markings
 
     def to(self, device) -> 'Scene':
-        return replace(self, **{k: v.to(device) for k, v in self.__dict__.items() if isinstance(v, torch.Tensor)},
-                       light={k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.light.items()})
+        tensors = {k: v.to(device) for k, v in self.__dict__.items() if isinstance(v, torch.Tensor)}
+        light = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.light.items()}
+        return replace(self, **tensors, light=light)
 
     @property
     def moving(self) -> torch.Tensor:
@@ -142,9 +150,10 @@ def intersect(o: torch.Tensor, d: torch.Tensor, kind, R, c, size) -> torch.Tenso
     t = torch.full((n, p), _INF, device=d.device, dtype=d.dtype)
     for k, fn in _HITS.items():
         m = (kind == k).nonzero()[:, 0]
-        if len(m) == 0: continue
+        if len(m) == 0:
+            continue
         Rm, cm = R[m], c[m]
-        Rflat = Rm.permute(1, 0, 2).reshape(3, -1)                        # 3×(G·3): d' = d R, primitive by primitive
+        Rflat = Rm.permute(1, 0, 2).reshape(3, -1)  # 3×(G·3): d' = d R, primitive by primitive
         dl = (d @ Rflat).view(n, -1, 3)
         cl = (Rm * cm[:, :, None]).sum(1)                                 # Rᵀ c, primitive by primitive
         ol = ((o @ Rflat).view(o.shape[0], -1, 3) - cl)
@@ -173,7 +182,8 @@ def _candidates(o, d, c, radius) -> torch.Tensor:
     return (gap <= 0) | (off_axis <= radius + rho) | ~torch.isfinite(radius)
 
 def cast(o: torch.Tensor, d: torch.Tensor, prims: tuple, grid: tuple[int, int] | None = None,
-         active: torch.Tensor | None = None, tile: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+         active: torch.Tensor | None = None,
+         tile: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Nearest hit of rays `o` (N×3 or 1×3) + t·`d` (N×3) with posed primitives `prims = (kind, R, c, size)`.
     With `grid` = (H, W) the rays are an image (N = H·W) and are processed in tiles; `active` (N bool) limits
     the work to some rays. Returns `(t N, index N)`, with `inf` and -1 where a ray hits nothing."""
@@ -181,23 +191,28 @@ def cast(o: torch.Tensor, d: torch.Tensor, prims: tuple, grid: tuple[int, int] |
     n = d.shape[0]
     t_best = torch.full((n,), _INF, device=d.device, dtype=d.dtype)
     i_best = torch.full((n,), -1, device=d.device, dtype=torch.long)
-    if kind.shape[0] == 0 or n == 0: return t_best, i_best
+    if kind.shape[0] == 0 or n == 0:
+        return t_best, i_best
     radius = bounding_radius(kind, size)
     if grid is not None:
         h, w = grid
-        if tile is None:                                                  # more primitives: smaller tiles, more culling
+        if tile is None:  # more primitives: smaller tiles, more culling
             th = int(max(4, min(h, round(math.sqrt(max(768, _TILE_PAIRS // kind.shape[0]) / 3)))))
             tile = (th, min(w, 3 * th))
         ids = torch.arange(n, device=d.device).view(h, w)
-        chunks = [ids[y:y + tile[0], x:x + tile[1]].reshape(-1) for y in range(0, h, tile[0]) for x in range(0, w, tile[1])]
+        corners = [(y, x) for y in range(0, h, tile[0]) for x in range(0, w, tile[1])]
+        chunks = [ids[y:y + tile[0], x:x + tile[1]].reshape(-1) for y, x in corners]
     else:
         chunks = list(torch.arange(n, device=d.device).split(4096))
     for ch in chunks:
-        if active is not None: ch = ch[active[ch]]
-        if len(ch) == 0: continue
+        if active is not None:
+            ch = ch[active[ch]]
+        if len(ch) == 0:
+            continue
         oc = o if o.shape[0] == 1 else o[ch]
         keep = _candidates(oc, d[ch], c, radius).nonzero()[:, 0]
-        if len(keep) == 0: continue
+        if len(keep) == 0:
+            continue
         t, i = intersect(oc, d[ch], kind[keep], R[keep], c[keep], size[keep]).min(1)
         t_best[ch] = t
         i_best[ch] = torch.where(torch.isfinite(t), keep[i], -1)
@@ -205,7 +220,8 @@ def cast(o: torch.Tensor, d: torch.Tensor, prims: tuple, grid: tuple[int, int] |
 
 # %% ../../nbs/11_data_synthetic.ipynb #8020d404
 def surface(x: torch.Tensor, idx: torch.Tensor, prims: tuple) -> tuple[torch.Tensor, torch.Tensor]:
-    "World normal (N×3) and metric texture coordinates (N×2) at world points `x` (N×3) on primitives `idx` (N, ≥ 0)."
+    """World normal (N×3) and metric texture coordinates (N×2) at world points `x` (N×3) on primitives `idx`
+    (N, ≥ 0)."""
     kind, R, c, size = prims
     Rk, ak, kk = R[idx], size[idx], kind[idx]
     xl = torch.einsum('nji,nj->ni', Rk, x - c[idx])
@@ -214,7 +230,9 @@ def surface(x: torch.Tensor, idx: torch.Tensor, prims: tuple) -> tuple[torch.Ten
     q = xl / ak.clamp(min=1e-9)
     ax = q.abs().argmax(1)
     n_box = e[ax] * torch.sign(q.gather(1, ax[:, None]))
-    uv_box = torch.stack((torch.where(ax == 0, xl[:, 2], xl[:, 0]), torch.where(ax == 1, xl[:, 2], xl[:, 1])), 1)
+    u_box = torch.where(ax == 0, xl[:, 2], xl[:, 0])
+    v_box = torch.where(ax == 1, xl[:, 2], xl[:, 1])
+    uv_box = torch.stack((u_box, v_box), 1)
     # sphere
     r = ak[:, 0]
     n_sph = xl / r[:, None].clamp(min=1e-9)
@@ -223,7 +241,8 @@ def surface(x: torch.Tensor, idx: torch.Tensor, prims: tuple) -> tuple[torch.Ten
     # cylinder: caps where |y| reaches the half height, the side elsewhere
     cap = xl[:, 1].abs() >= ak[:, 1] * (1 - 1e-4)
     radial = xl * e[[0, 2]].sum(0)
-    n_cyl = torch.where(cap[:, None], e[1] * torch.sign(xl[:, 1:2]), radial / radial.norm(dim=1, keepdim=True).clamp(min=1e-9))
+    n_cyl = torch.where(cap[:, None], e[1] * torch.sign(xl[:, 1:2]),
+                        radial / radial.norm(dim=1, keepdim=True).clamp(min=1e-9))
     uv_cyl = torch.where(cap[:, None], xl[:, [0, 2]], torch.stack((ang * r, xl[:, 1]), 1))
     sel = lambda b, s, cy, p: torch.where((kk == BOX)[:, None], b, torch.where((kk == SPHERE)[:, None], s,
                                           torch.where((kk == CYLINDER)[:, None], cy, p)))
@@ -244,19 +263,24 @@ def _fractal_noise(rng: np.random.Generator, size: int, octaves: int = 5) -> np.
         grid = torch.from_numpy(rng.random((1, 1, g, g), dtype=np.float32))
         up = F.interpolate(grid, size=(size, size), mode='bicubic', align_corners=False)
         out += up[0, 0].numpy() / 2 ** o
-    out -= out.min(); return out / max(out.max(), 1e-6)
+    out -= out.min()
+    return out / max(out.max(), 1e-6)
 
 @lru_cache(maxsize=4)
 def texture_atlas(device: str = 'cpu') -> tuple[torch.Tensor, ...]:
-    """The texture atlas as a mip pyramid: a tuple of 3×(rows·S/2ˡ)×(cols·S/2ˡ) float tensors on `device`, one
-    per level, tiles in the order of `TEXTURES` (S = 256). Built once per process from scikit-image's images."""
-    if str(device) != 'cpu': return tuple(t.to(device) for t in texture_atlas('cpu'))
+    """The texture atlas as a mip pyramid: a tuple of 3×(rows·S/2ˡ)×(cols·S/2ˡ) float tensors on `device`,
+    one per level, tiles in the order of `TEXTURES` (S = 256). Built once per process from scikit-image's
+    images."""
+    if str(device) != 'cpu':
+        return tuple(t.to(device) for t in texture_atlas('cpu'))
     from skimage import data, transform, color
     rng = np.random.default_rng(1234)
     def fit(img):
         img = img.astype(np.float32) / (255 if img.dtype == np.uint8 else 1)
-        if img.ndim == 2: img = np.repeat(img[..., None], 3, 2)
-        h, w = img.shape[:2]; s = min(h, w)
+        if img.ndim == 2:
+            img = np.repeat(img[..., None], 3, 2)
+        h, w = img.shape[:2]
+        s = min(h, w)
         img = img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s, :3]
         return transform.resize(img, (_TILE, _TILE), anti_aliasing=True).astype(np.float32)
     def tint(g, rgb, lo=0.0, hi=1.0):
@@ -266,29 +290,44 @@ def texture_atlas(device: str = 'cpu') -> tuple[torch.Tensor, ...]:
     windows = np.ones((_TILE, _TILE, 3), np.float32) * 0.8 * (0.9 + 0.1 * noise()[..., None])
     for y0 in range(16, _TILE, 64):
         for x0 in range(12, _TILE, 64):
-            windows[y0:y0 + 36, x0:x0 + 40] = np.array([0.18, 0.22, 0.28]) * (0.7 + 0.6 * noise(3)[y0:y0 + 36, x0:x0 + 40, None])
+            glass = np.array([0.18, 0.22, 0.28]) * (0.7 + 0.6 * noise(3)[y0:y0 + 36, x0:x0 + 40, None])
+            windows[y0:y0 + 36, x0:x0 + 40] = glass
             windows[y0 + 36:y0 + 40, x0 - 2:x0 + 42] = 0.95
     tiles = dict(
-        asphalt=tint(fit(data.gravel()), (0.42, 0.42, 0.44), 0.5, 1.0), paving=tint(fit(data.brick()), (0.78, 0.76, 0.72), 0.55, 1.0),
-        brick=tint(fit(data.brick()), (0.85, 0.45, 0.32), 0.35, 1.0), grass=tint(fit(data.grass()), (0.35, 0.62, 0.25), 0.3, 1.0),
-        leaves=tint(noise()[..., None] * 0.6 + 0.4 * fit(data.grass()).mean(2, keepdims=True), (0.25, 0.55, 0.2), 0.25, 1.1),
-        plaster=tint(noise(3)[..., None], (0.9, 0.87, 0.8), 0.85, 1.0), windows=windows,
-        concrete=tint(fit(data.moon()), (0.8, 0.8, 0.78), 0.4, 1.0), bark=tint(fit(data.gravel()), (0.45, 0.32, 0.22), 0.4, 1.0),
-        astronaut=fit(data.astronaut()), coffee=fit(data.coffee()), chelsea=fit(data.chelsea()), rocket=fit(data.rocket()),
-        camera=fit(data.camera()), text=fit(data.text()), cells=fit(data.immunohistochemistry()), coins=fit(data.coins()),
+        asphalt=tint(fit(data.gravel()), (0.42, 0.42, 0.44), 0.5, 1.0),
+        paving=tint(fit(data.brick()), (0.78, 0.76, 0.72), 0.55, 1.0),
+        brick=tint(fit(data.brick()), (0.85, 0.45, 0.32), 0.35, 1.0),
+        grass=tint(fit(data.grass()), (0.35, 0.62, 0.25), 0.3, 1.0),
+        leaves=tint(noise()[..., None] * 0.6 + 0.4 * fit(data.grass()).mean(2, keepdims=True),
+                    (0.25, 0.55, 0.2), 0.25, 1.1),
+        plaster=tint(noise(3)[..., None], (0.9, 0.87, 0.8), 0.85, 1.0),
+        windows=windows,
+        concrete=tint(fit(data.moon()), (0.8, 0.8, 0.78), 0.4, 1.0),
+        bark=tint(fit(data.gravel()), (0.45, 0.32, 0.22), 0.4, 1.0),
+        astronaut=fit(data.astronaut()),
+        coffee=fit(data.coffee()),
+        chelsea=fit(data.chelsea()),
+        rocket=fit(data.rocket()),
+        camera=fit(data.camera()),
+        text=fit(data.text()),
+        cells=fit(data.immunohistochemistry()),
+        coins=fit(data.coins()),
         hubble=np.clip(fit(data.hubble_deep_field()) * 1.5 + 0.1, 0, 1))
-    cols = 6; rows = math.ceil(len(TEXTURES) / cols)
+    cols = 6
+    rows = math.ceil(len(TEXTURES) / cols)
     atlas = torch.zeros(3, rows * _TILE, cols * _TILE)
     for k, name in enumerate(TEXTURES):
         r, c = divmod(k, cols)
-        atlas[:, r * _TILE:(r + 1) * _TILE, c * _TILE:(c + 1) * _TILE] = torch.from_numpy(tiles[name]).permute(2, 0, 1)
+        rows_of_tile, cols_of_tile = slice(r * _TILE, (r + 1) * _TILE), slice(c * _TILE, (c + 1) * _TILE)
+        atlas[:, rows_of_tile, cols_of_tile] = torch.from_numpy(tiles[name]).permute(2, 0, 1)
     levels = [atlas]
-    while levels[-1].shape[-1] // cols > 8: levels.append(F.avg_pool2d(levels[-1][None], 2)[0])
+    while levels[-1].shape[-1] // cols > 8:
+        levels.append(F.avg_pool2d(levels[-1][None], 2)[0])
     return tuple(levels)
 
 def sample_texture(pyramid: tuple, tile: torch.Tensor, uv: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
-    """Trilinear texture lookup: tiles `tile` (N), coordinates `uv` (N×2, in texture repeats, mirrored), mip `level`
-    (N, float ≥ 0) → N×3 colours."""
+    """Trilinear texture lookup: tiles `tile` (N), coordinates `uv` (N×2, in texture repeats, mirrored), mip
+    `level` (N, float ≥ 0) → N×3 colours."""
     cols = pyramid[0].shape[-1] // _TILE
     f = torch.remainder(uv, 2.)
     f = torch.where(f > 1, 2 - f, f)                                   # mirrored repeat: seamless
@@ -297,8 +336,10 @@ def sample_texture(pyramid: tuple, tile: torch.Tensor, uv: torch.Tensor, level: 
     out = torch.zeros(uv.shape[0], 3, device=uv.device, dtype=uv.dtype)
     lo = level.floor().long()
     for l, tex in enumerate(pyramid):
-        w = torch.where(lo == l, 1 - (level - lo), torch.where(lo + 1 == l, level - lo, torch.zeros_like(level)))
-        if not bool((w > 0).any()): continue
+        w_upper = torch.where(lo + 1 == l, level - lo, torch.zeros_like(level))
+        w = torch.where(lo == l, 1 - (level - lo), w_upper)
+        if not bool((w > 0).any()):
+            continue
         s = _TILE >> l
         px = tx * s + 0.5 + f[:, 0] * (s - 1)                           # half a texel inside the tile
         py = ty * s + 0.5 + f[:, 1] * (s - 1)
@@ -357,16 +398,20 @@ def render_view(scene: Scene, prims: tuple, K: torch.Tensor, size: tuple[int, in
             cos = (n[textured] * dn[hit][textured]).sum(1).abs().clamp(min=0.05)
             texels = t[hit][textured] / f / scale * _TILE / cos.sqrt()          # texels per pixel
             level = torch.log2(texels.clamp(min=1))
-            albedo[textured] = tint[textured] * sample_texture(texture_atlas(str(K.device)), tex[textured], uv[textured] / scale[:, None], level)
+            atlas = texture_atlas(str(K.device))
+            texture = sample_texture(atlas, tex[textured], uv[textured] / scale[:, None], level)
+            albedo[textured] = tint[textured] * texture
         if 'markings' in L:                                                 # lane markings on the road plane
             hw = L['markings']
             road = (scene.sem[hi] == SEMANTIC['road']) & (prims[0][hi] == PLANE)
             xw, zw = xh[:, 0], xh[:, 2]
-            paint = ((xw.abs() < 0.08) & (torch.remainder(zw, 9.) < 3.5)) | ((xw.abs() - (hw - 0.3)).abs() < 0.08)
+            dashed_centre_line = (xw.abs() < 0.08) & (torch.remainder(zw, 9.) < 3.5)
+            edge_lines = (xw.abs() - (hw - 0.3)).abs() < 0.08
+            paint = dashed_centre_line | edge_lines
             albedo = torch.where((road & paint)[:, None], torch.full_like(albedo, 0.85), albedo)
         sun = L['sun']
         lit = torch.ones_like(xh[:, 0])
-        if opts.shadows:                                                   # a ray towards the sun from every hit
+        if opts.shadows:  # a ray towards the sun from every hit
             o_s = x.clone()
             o_s[hit] = xh + n * (1e-3 + 1e-4 * t[hit][:, None])
             lit = (cast(o_s, sun.expand_as(o_s), prims, grid=size, active=hit)[1][hit] < 0).to(xh.dtype)
@@ -374,7 +419,8 @@ def render_view(scene: Scene, prims: tuple, K: torch.Tensor, size: tuple[int, in
         shade = albedo * (L['ambient'] + L['sun_rgb'] * diffuse[:, None])
         if opts.specular:
             h = F.normalize(sun - dn[hit], dim=1)
-            shade = shade + scene.spec[hi][:, None] * L['sun_rgb'] * (lit * (n * h).sum(1).clamp(min=0) ** 40)[:, None]
+            highlight = (lit * (n * h).sum(1).clamp(min=0) ** 40)[:, None]
+            shade = shade + scene.spec[hi][:, None] * L['sun_rgb'] * highlight
         rgb[hit] = shade
     return dict(depth=t, idx=idx, x=x, d=d, rgb=rgb)
 
@@ -386,13 +432,16 @@ def _generator(*key) -> torch.Generator:
 
 def camera_effects(rgb: torch.Tensor, size, opts: RenderOptions, gain: torch.Tensor, vignette: float,
                    gen: torch.Generator) -> torch.Tensor:
-    "Exposure gain (3,), vignetting, noise and 8-bit quantisation of linear radiance (N×3) → 3×H×W image in [0, 1]."
+    """Exposure gain (3,), vignetting, noise and 8-bit quantisation of linear radiance (N×3) → 3×H×W image in
+    [0, 1]."""
     h, w = size
     img = rgb.T.reshape(3, h, w)
-    if opts.exposure: img = img * gain[:, None, None]
+    if opts.exposure:
+        img = img * gain[:, None, None]
     if opts.vignetting:
         g = pixel_grid(h, w, img.device, img.dtype)[0]
-        r2 = ((g[0] - (w - 1) / 2) ** 2 + (g[1] - (h - 1) / 2) ** 2) / (((w - 1) / 2) ** 2 + ((h - 1) / 2) ** 2)
+        r2 = (((g[0] - (w - 1) / 2) ** 2 + (g[1] - (h - 1) / 2) ** 2)
+              / (((w - 1) / 2) ** 2 + ((h - 1) / 2) ** 2))
         img = img * (1 - vignette * r2)
     if opts.noise:
         z = torch.randn(3, h, w, generator=gen).to(img.device, img.dtype)
@@ -401,22 +450,27 @@ def camera_effects(rgb: torch.Tensor, size, opts: RenderOptions, gain: torch.Ten
 
 # %% ../../nbs/11_data_synthetic.ipynb #e0bb5543
 def _project(K: torch.Tensor, cam: torch.Tensor, X: torch.Tensor, at_infinity: torch.Tensor) -> torch.Tensor:
-    "Pixel coordinates (N×2) of world points X (N×3) — directions where `at_infinity` — in camera `cam` (4×4, cam-to-world)."
+    """Pixel coordinates (N×2) of world points X (N×3) — directions where `at_infinity` — in camera `cam`
+    (4×4, cam-to-world)."""
     R, c = cam[:3, :3], cam[:3, 3]
     Xc = torch.where(at_infinity[:, None], X @ R, (X - c) @ R)
     p = Xc @ K.T
     return p[:, :2] / p[:, 2:3].clamp(min=1e-6)
 
-def _move(scene: Scene, X: torch.Tensor, inst: torch.Tensor, tau_from: float, tau_to: float, sky: torch.Tensor) -> torch.Tensor:
-    "World points X (N×3) on instances `inst` carried from frame τ_from to τ_to (sky directions are not moved)."
+def _move(scene: Scene, X: torch.Tensor, inst: torch.Tensor, tau_from: float, tau_to: float,
+          sky: torch.Tensor) -> torch.Tensor:
+    """World points X (N×3) on instances `inst` carried from frame τ_from to τ_to (sky directions are not
+    moved)."""
     Ra, ca = instance_poses(scene, tau_from)
     Rb, cb = instance_poses(scene, tau_to)
     local = torch.einsum('nji,nj->ni', Ra[inst], X - ca[inst])
     moved = torch.einsum('nij,nj->ni', Rb[inst], local) + cb[inst]
     return torch.where(sky[:, None], X, moved)
 
-def _occlusion(scene_prims: tuple, view: dict, other_c: torch.Tensor, disp: torch.Tensor, size, sign: float) -> torch.Tensor:
-    "1 where a view's pixel is hidden from the other camera (centre `other_c`) or its match leaves the other image."
+def _occlusion(scene_prims: tuple, view: dict, other_c: torch.Tensor, disp: torch.Tensor, size,
+               sign: float) -> torch.Tensor:
+    """1 where a view's pixel is hidden from the other camera (centre `other_c`) or its match leaves the
+    other image."""
     h, w = size
     hit = view['idx'] >= 0
     target = torch.where(hit[:, None], view['x'] - other_c, view['d'])
@@ -426,7 +480,8 @@ def _occlusion(scene_prims: tuple, view: dict, other_c: torch.Tensor, disp: torc
     return (blocked | (xs < -1e-3) | (xs > w - 1 + 1e-3)).to(disp.dtype)
 
 def render_sample(scene: Scene, K: torch.Tensor, size: tuple[int, int], baseline: float, opts: RenderOptions,
-                  key: tuple, video: bool = False, sky_semantic: int = SEMANTIC['sky'], effects: dict | None = None) -> dict:
+                  key: tuple, video: bool = False, sky_semantic: int = SEMANTIC['sky'],
+                  effects: dict | None = None) -> dict:
     """Render the stereo pair of frame 0 (and frames −1, +1 with `video`) of `scene` with every label.
     `key` seeds the sensor noise; `effects` holds per-view `gain` (3,) and the `vignette` strength."""
     h, w = size
@@ -436,23 +491,32 @@ def render_sample(scene: Scene, K: torch.Tensor, size: tuple[int, int], baseline
         R, c = posed_primitives(scene, tau)
         return scene.kind, R, c, scene.size
     def offset(cam, b):
-        cam = cam.clone(); cam[:3, 3] = cam[:3, 3] + cam[:3, 0] * b; return cam
+        cam = cam.clone()
+        cam[:3, 3] = cam[:3, 3] + cam[:3, 0] * b
+        return cam
     def image(view, gain, *k):
-        return camera_effects(view['rgb'], size, opts, gain.to(dev), effects['vignette'], _generator(*key, *k))
+        return camera_effects(view['rgb'], size, opts, gain.to(dev), effects['vignette'],
+                              _generator(*key, *k))
     img = lambda v: v.reshape(-1, h, w)
     p0, cam0 = prims_at(0.), camera_pose(scene, 0.)
     camR = offset(cam0, baseline)
-    L, Rv = render_view(scene, p0, K, size, cam0, opts), render_view(scene, p0, K, size, camR, opts)
+    L = render_view(scene, p0, K, size, cam0, opts)
+    Rv = render_view(scene, p0, K, size, camR, opts)
     f = K[0, 0]
-    disp = {s: torch.where(v['idx'] >= 0, f * baseline / v['depth'], torch.zeros_like(v['depth'])) for s, v in (('l', L), ('r', Rv))}
+    disp = {}
+    for side, view in (('l', L), ('r', Rv)):
+        hit = view['idx'] >= 0
+        disp[side] = torch.where(hit, f * baseline / view['depth'], torch.zeros_like(view['depth']))
     out = dict(left=image(L, effects['gain_l'], 0, 0), right=image(Rv, effects['gain_r'], 0, 1),
-               disp_l=img(disp['l']), disp_r=img(disp['r']), depth_l=img(L['depth']), depth_r=img(Rv['depth']),
+               disp_l=img(disp['l']), disp_r=img(disp['r']),
+               depth_l=img(L['depth']), depth_r=img(Rv['depth']),
                occ_l=img(_occlusion(p0, L, camR[:3, 3], disp['l'], size, -1.)),
                occ_r=img(_occlusion(p0, Rv, cam0[:3, 3], disp['r'], size, +1.)),
                K=K.clone(), baseline=torch.tensor(float(baseline), device=dev))
     sky = L['idx'] < 0
     inst = torch.where(sky, torch.zeros_like(L['idx']), scene.inst[L['idx'].clamp(min=0)])
-    out['semantic'] = img(torch.where(sky, torch.full_like(inst, sky_semantic), scene.sem[L['idx'].clamp(min=0)]))
+    semantic = torch.where(sky, torch.full_like(inst, sky_semantic), scene.sem[L['idx'].clamp(min=0)])
+    out['semantic'] = img(semantic)
     out['instance'] = img(inst)
     out['moving'] = img(~sky & scene.moving[inst])
     if video:
@@ -460,7 +524,8 @@ def render_sample(scene: Scene, K: torch.Tensor, size: tuple[int, int], baseline
         X0 = torch.where(sky[:, None], L['d'], L['x'])
         for name, tau in (('prev', -1.), ('next', 1.)):
             pn, camn = prims_at(tau), camera_pose(scene, tau)
-            Ln, Rn = render_view(scene, pn, K, size, camn, opts), render_view(scene, pn, K, size, offset(camn, baseline), opts)
+            Ln = render_view(scene, pn, K, size, camn, opts)
+            Rn = render_view(scene, pn, K, size, offset(camn, baseline), opts)
             out[f'left_{name}'] = image(Ln, effects['gain_l'], tau, 0)
             out[f'right_{name}'] = image(Rn, effects['gain_r'], tau, 1)
             out[f'T_{name}'] = torch.linalg.inv(camn) @ cam0
@@ -469,11 +534,13 @@ def render_sample(scene: Scene, K: torch.Tensor, size: tuple[int, int], baseline
             sky_n = Ln['idx'] < 0
             inst_n = torch.where(sky_n, torch.zeros_like(Ln['idx']), scene.inst[Ln['idx'].clamp(min=0)])
             Xn = torch.where(sky_n[:, None], Ln['d'], Ln['x'])
-            out[f'flow_{name}_inv'] = img((_project(K, cam0, _move(scene, Xn, inst_n, tau, 0., sky_n), sky_n) - grid).T)
+            X_at_t = _move(scene, Xn, inst_n, tau, 0., sky_n)
+            out[f'flow_{name}_inv'] = img((_project(K, cam0, X_at_t, sky_n) - grid).T)
     return out
 
 # %% ../../nbs/11_data_synthetic.ipynb #a67740d3
-def _yaw(a: float) -> torch.Tensor: return _rot(torch.tensor([0., float(a), 0.]))
+def _yaw(a: float) -> torch.Tensor:
+    return _rot(torch.tensor([0., float(a), 0.]))
 
 class SceneBuilder:
     "Collect primitives and instances, then `build` a `Scene`."
@@ -481,29 +548,34 @@ class SceneBuilder:
         self.prims, self.insts = [], [(np.zeros(3), np.eye(3), np.zeros(3), np.zeros(3))]
 
     def instance(self, c, R=None, v=(0, 0, 0), w=(0, 0, 0)) -> int:
-        "A new rigid instance at centre `c` (world), rotation `R`, moving by `v` and rotating by `w` per frame."
+        """A new rigid instance at centre `c` (world), rotation `R`, moving by `v` and rotating by `w` per
+        frame."""
         R = np.eye(3) if R is None else np.asarray(R, np.float64)
-        self.insts.append((np.asarray(c, np.float64), R, np.asarray(v, np.float64), np.asarray(w, np.float64)))
+        self.insts.append((np.asarray(c, np.float64), R, np.asarray(v, np.float64),
+                           np.asarray(w, np.float64)))
         return len(self.insts) - 1
 
     def add(self, kind, c, size, sem, tex=-1, color=(1., 1., 1.), tex_scale=1., spec=0., R=None, inst=0):
         "A primitive in instance `inst`'s frame; `tex` is a name from `TEXTURES` or -1."
-        if isinstance(tex, str): tex = -1 if tex == '-1' else TEXTURES.index(tex)
+        if isinstance(tex, str):
+            tex = -1 if tex == '-1' else TEXTURES.index(tex)
         R = np.eye(3) if R is None else np.asarray(R, np.float64)
-        self.prims.append((int(kind), int(inst), np.asarray(c, np.float64), R, np.asarray(size, np.float64), int(sem), int(tex),
-                           np.asarray(color, np.float64), float(tex_scale), float(spec)))
+        self.prims.append((int(kind), int(inst), np.asarray(c, np.float64), R, np.asarray(size, np.float64),
+                           int(sem), int(tex), np.asarray(color, np.float64), float(tex_scale), float(spec)))
 
     def build(self, cam_c, cam_R, cam_v, cam_w, light: dict) -> Scene:
         f32 = lambda xs: torch.tensor(np.stack(xs), dtype=torch.float32)
         p, q = list(zip(*self.prims)), list(zip(*self.insts))
-        return Scene(kind=torch.tensor(p[0]), inst=torch.tensor(p[1]), c=f32(p[2]), R=f32(p[3]), size=f32(p[4]),
-                     sem=torch.tensor(p[5]), tex=torch.tensor(p[6]), color=f32(p[7]),
-                     tex_scale=torch.tensor(p[8], dtype=torch.float32), spec=torch.tensor(p[9], dtype=torch.float32),
-                     inst_c=f32(q[0]), inst_R=f32(q[1]), inst_v=f32(q[2]), inst_w=f32(q[3]),
-                     cam_c=torch.tensor(cam_c, dtype=torch.float32), cam_R=torch.as_tensor(cam_R, dtype=torch.float32),
-                     cam_v=torch.tensor(cam_v, dtype=torch.float32), cam_w=torch.tensor(cam_w, dtype=torch.float32),
-                     light={k: torch.tensor(v, dtype=torch.float32) if not isinstance(v, (float, int)) else v
-                            for k, v in light.items()})
+        light = {k: torch.tensor(v, dtype=torch.float32) if not isinstance(v, (float, int)) else v
+                 for k, v in light.items()}
+        return Scene(
+            kind=torch.tensor(p[0]), inst=torch.tensor(p[1]), c=f32(p[2]), R=f32(p[3]), size=f32(p[4]),
+            sem=torch.tensor(p[5]), tex=torch.tensor(p[6]), color=f32(p[7]),
+            tex_scale=torch.tensor(p[8], dtype=torch.float32), spec=torch.tensor(p[9], dtype=torch.float32),
+            inst_c=f32(q[0]), inst_R=f32(q[1]), inst_v=f32(q[2]), inst_w=f32(q[3]),
+            cam_c=torch.tensor(cam_c, dtype=torch.float32), cam_R=torch.as_tensor(cam_R, dtype=torch.float32),
+            cam_v=torch.tensor(cam_v, dtype=torch.float32), cam_w=torch.tensor(cam_w, dtype=torch.float32),
+            light=light)
 
 def _light(rng, style: str) -> dict:
     "Sun, ambient and sky colours: sunny for the KITTI-like style, overcast and cooler for 'city'."
@@ -515,23 +587,25 @@ def _light(rng, style: str) -> dict:
                     horizon=np.array([0.78, 0.8, 0.82]), zenith=np.array([0.6, 0.64, 0.7]))
     return dict(sun=sun, sun_rgb=np.array([1.0, 0.96, 0.88]) * rng.uniform(0.75, 1.0),
                 ambient=np.array([0.32, 0.36, 0.44]) * rng.uniform(0.8, 1.1),
-                horizon=np.array([0.78, 0.85, 0.92]), zenith=np.array([0.3, 0.5, 0.85]) * rng.uniform(0.85, 1.05))
+                horizon=np.array([0.78, 0.85, 0.92]),
+                zenith=np.array([0.3, 0.5, 0.85]) * rng.uniform(0.85, 1.05))
 
 # %% ../../nbs/11_data_synthetic.ipynb #10a94f14
 CAM_HEIGHT = 1.65
 
 def _add_car(b: SceneBuilder, rng, c, yaw, v=(0, 0, 0)):
     inst = b.instance(c, _yaw(yaw).numpy(), v=v)
-    paint = rng.choice([[0.7, 0.05, 0.05], [0.1, 0.15, 0.5], [0.85, 0.85, 0.85], [0.1, 0.1, 0.1], [0.5, 0.5, 0.55],
-                        [0.9, 0.75, 0.2], [0.15, 0.35, 0.2]]) * rng.uniform(0.8, 1.1)
+    paint = rng.choice([[0.7, 0.05, 0.05], [0.1, 0.15, 0.5], [0.85, 0.85, 0.85], [0.1, 0.1, 0.1],
+                        [0.5, 0.5, 0.55], [0.9, 0.75, 0.2], [0.15, 0.35, 0.2]]) * rng.uniform(0.8, 1.1)
     L, Wd = rng.uniform(1.9, 2.4), rng.uniform(0.85, 0.95)
     b.add(BOX, (0, -0.7, 0), (Wd, 0.42, L), SEMANTIC['car'], 'concrete', paint, 6., 0.35, inst=inst)
-    b.add(BOX, (0, -1.42, -0.2), (Wd * 0.88, 0.32, L * 0.55), SEMANTIC['car'], 'concrete', np.array(paint) * 0.35 + 0.05, 8., 0.8, inst=inst)
+    b.add(BOX, (0, -1.42, -0.2), (Wd * 0.88, 0.32, L * 0.55), SEMANTIC['car'], 'concrete',
+          np.array(paint) * 0.35 + 0.05, 8., 0.8, inst=inst)
     wheel = _rot(torch.tensor([0., 0., np.pi / 2])).numpy()
     for sx in (-1, 1):
         for sz in (-1, 1):
-            b.add(CYLINDER, (sx * (Wd - 0.05), -0.33, sz * (L - 0.55)), (0.33, 0.12, 0.33), SEMANTIC['car'], -1,
-                  (0.05, 0.05, 0.05), 1., 0., R=wheel, inst=inst)
+            b.add(CYLINDER, (sx * (Wd - 0.05), -0.33, sz * (L - 0.55)), (0.33, 0.12, 0.33), SEMANTIC['car'],
+                  -1, (0.05, 0.05, 0.05), 1., 0., R=wheel, inst=inst)
 
 def _add_person(b: SceneBuilder, rng, c, v=(0, 0, 0)):
     inst = b.instance(c, _yaw(rng.uniform(-np.pi, np.pi)).numpy(), v=v)
@@ -539,7 +613,8 @@ def _add_person(b: SceneBuilder, rng, c, v=(0, 0, 0)):
     top, legs = rng.uniform(0.1, 0.9, 3), rng.uniform(0.05, 0.4, 3)
     b.add(CYLINDER, (0, -0.42, 0), (0.17, 0.42, 0.17), SEMANTIC['person'], -1, legs, 1., 0.05, inst=inst)
     b.add(CYLINDER, (0, -1.16, 0), (0.22, 0.32, 0.22), SEMANTIC['person'], cloth, top, 0.7, 0.05, inst=inst)
-    b.add(SPHERE, (0, -1.62, 0), (0.12, 0.12, 0.12), SEMANTIC['person'], -1, (0.85, 0.65, 0.5), 1., 0.1, inst=inst)
+    skin = (0.85, 0.65, 0.5)
+    b.add(SPHERE, (0, -1.62, 0), (0.12, 0.12, 0.12), SEMANTIC['person'], -1, skin, 1., 0.1, inst=inst)
 
 def make_street(rng: np.random.Generator, style: str = 'kitti') -> Scene:
     "A random street scene (see the text); `rng` decides everything."
@@ -548,28 +623,35 @@ def make_street(rng: np.random.Generator, style: str = 'kitti') -> Scene:
     g = CAM_HEIGHT
     hw = rng.uniform(3.0, 4.0) if city else rng.uniform(3.4, 5.0)            # road half width
     sw = rng.uniform(2.5, 4.0) if city else rng.uniform(2.0, 3.2)            # pavement width
-    b.add(PLANE, (0, g, 0), (0, 0, 0), SEMANTIC['road'], 'asphalt', (0.9, 0.9, 0.9) if not city else (0.75, 0.78, 0.8), 3.0)
+    road_tint = (0.9, 0.9, 0.9) if not city else (0.75, 0.78, 0.8)
+    b.add(PLANE, (0, g, 0), (0, 0, 0), SEMANTIC['road'], 'asphalt', road_tint, 3.0)
     for s in (-1, 1):
         b.add(BOX, (s * (hw + sw / 2), g - 0.15 + 0.5, 80), (sw / 2, 0.5, 125), SEMANTIC['sidewalk'],
-              'paving' if not city else 'concrete', (1, 1, 1) if not city else (0.85, 0.83, 0.8), 1.5 if not city else 4.)
+              'paving' if not city else 'concrete', (1, 1, 1) if not city else (0.85, 0.83, 0.8),
+              1.5 if not city else 4.)
         # facades
         z = rng.uniform(-40, -20)
-        facades = ['brick', 'windows', 'plaster', 'concrete'] if not city else ['windows', 'concrete', 'plaster', 'text', 'camera']
+        if not city:
+            facades = ['brick', 'windows', 'plaster', 'concrete']
+        else:
+            facades = ['windows', 'concrete', 'plaster', 'text', 'camera']
         while z < 170:
             width = rng.uniform(6, 24) if not city else rng.uniform(10, 30)
             if rng.random() < (0.18 if not city else 0.08):                 # a low plain wall or a hedge
                 hedge = rng.random() < 0.5
                 hgt = rng.uniform(0.8, 2.2)
-                b.add(BOX, (s * (hw + sw + 0.4), g - 0.15 - hgt / 2, z + width / 2), (0.4, hgt / 2, width / 2),
-                      SEMANTIC['vegetation'] if hedge else SEMANTIC['wall'], 'leaves' if hedge else -1,
+                b.add(BOX, (s * (hw + sw + 0.4), g - 0.15 - hgt / 2, z + width / 2),
+                      (0.4, hgt / 2, width / 2), SEMANTIC['vegetation'] if hedge else SEMANTIC['wall'],
+                      'leaves' if hedge else -1,
                       (0.8, 0.9, 0.7) if hedge else rng.uniform(0.55, 0.85, 3), 2.0)
             else:
                 hgt = rng.uniform(6, 20) if not city else rng.uniform(12, 35)
                 back = rng.uniform(0, 2.5 if not city else 0.5)
                 tex = facades[rng.integers(len(facades))]
                 tint = rng.uniform(0.75, 1.05, 3) if tex != 'plaster' else rng.uniform(0.6, 1.0, 3)
-                b.add(BOX, (s * (hw + sw + back + 6), g - hgt / 2, z + width / 2), (6, hgt / 2, width / 2 - 0.05),
-                      SEMANTIC['building'], tex, tint, rng.uniform(3, 6) if tex != 'text' else 8.)
+                b.add(BOX, (s * (hw + sw + back + 6), g - hgt / 2, z + width / 2),
+                      (6, hgt / 2, width / 2 - 0.05), SEMANTIC['building'], tex, tint,
+                      rng.uniform(3, 6) if tex != 'text' else 8.)
             z += width + (rng.uniform(0, 5) if rng.random() < 0.4 else 0)
         # trees and poles along the pavement
         z = rng.uniform(-10, 5)
@@ -577,17 +659,22 @@ def make_street(rng: np.random.Generator, style: str = 'kitti') -> Scene:
             kind = rng.random()
             x = s * (hw + (sw - 0.6 if kind < 0.5 else 0.35))
             if kind < (0.5 if not city else 0.25):
-                hh = rng.uniform(1.0, 1.8); r = rng.uniform(1.2, 2.4)
-                b.add(CYLINDER, (x, g - 0.15 - hh, z), (0.18, hh, 0.18), SEMANTIC['vegetation'], 'bark', (1, 1, 1), 1.0)
-                b.add(SPHERE, (x, g - 0.15 - 2 * hh - r * 0.7, z), (r, r, r), SEMANTIC['vegetation'], 'leaves',
-                      rng.uniform(0.7, 1.0, 3), 1.2)
+                hh = rng.uniform(1.0, 1.8)
+                r = rng.uniform(1.2, 2.4)
+                b.add(CYLINDER, (x, g - 0.15 - hh, z), (0.18, hh, 0.18), SEMANTIC['vegetation'], 'bark',
+                      (1, 1, 1), 1.0)
+                b.add(SPHERE, (x, g - 0.15 - 2 * hh - r * 0.7, z), (r, r, r), SEMANTIC['vegetation'],
+                      'leaves', rng.uniform(0.7, 1.0, 3), 1.2)
             else:
                 hh = rng.uniform(1.8, 3.2)
-                b.add(CYLINDER, (x, g - 0.15 - hh, z), (0.08, hh, 0.08), SEMANTIC['pole'], -1, (0.45, 0.45, 0.48), 1., 0.5)
+                b.add(CYLINDER, (x, g - 0.15 - hh, z), (0.08, hh, 0.08), SEMANTIC['pole'], -1,
+                      (0.45, 0.45, 0.48), 1., 0.5)
                 if rng.random() < 0.6:
                     sign_tex = rng.choice(['text', -1])
-                    b.add(BOX, (x, g - 0.15 - 2 * hh + 0.5, z - 0.1), (0.35, 0.35, 0.03), SEMANTIC['sign'], sign_tex,
-                          rng.choice([[0.9, 0.1, 0.1], [0.1, 0.25, 0.8], [0.95, 0.95, 0.95], [0.95, 0.8, 0.1]]), 0.7, 0.3)
+                    sign_colour = rng.choice([[0.9, 0.1, 0.1], [0.1, 0.25, 0.8], [0.95, 0.95, 0.95],
+                                              [0.95, 0.8, 0.1]])
+                    b.add(BOX, (x, g - 0.15 - 2 * hh + 0.5, z - 0.1), (0.35, 0.35, 0.03), SEMANTIC['sign'],
+                          sign_tex, sign_colour, 0.7, 0.3)
             z += rng.uniform(6, 16) if not city else rng.uniform(4, 10)
         # parked cars along the kerb
         z = rng.uniform(4, 12)
@@ -606,8 +693,8 @@ def make_street(rng: np.random.Generator, style: str = 'kitti') -> Scene:
         _add_car(b, rng, (hw / 2 + rng.uniform(-0.2, 0.2), g, rng.uniform(12, 60)), rng.uniform(-0.03, 0.03),
                  v=(0, 0, speed * rng.uniform(0.7, 1.3)))
     for _ in range(rng.integers(0, 3)):
-        _add_car(b, rng, (-hw / 2 + rng.uniform(-0.2, 0.2), g, rng.uniform(8, 70)), np.pi + rng.uniform(-0.03, 0.03),
-                 v=(0, 0, -rng.uniform(0.6, 1.4)))
+        _add_car(b, rng, (-hw / 2 + rng.uniform(-0.2, 0.2), g, rng.uniform(8, 70)),
+                 np.pi + rng.uniform(-0.03, 0.03), v=(0, 0, -rng.uniform(0.6, 1.4)))
     yaw0, pitch = rng.uniform(-0.03, 0.03), rng.uniform(-0.02, 0.02)
     cam_R = _rot(torch.tensor([0., yaw0, 0.])) @ _rot(torch.tensor([pitch, 0., 0.]))
     light = _light(rng, style)
@@ -635,7 +722,8 @@ def make_flying(rng: np.random.Generator, K: torch.Tensor, size: tuple[int, int]
         extent = z * w / K[0, 0].item() * rng.uniform(0.04, 0.16)            # a fraction of the view width
         kind = rng.choice([BOX, SPHERE, CYLINDER])
         sz = extent * (rng.uniform(0.3, 1.0, 3) if kind == BOX else np.array([1., rng.uniform(0.5, 2.0), 1.]))
-        if kind == SPHERE: sz = np.full(3, extent)
+        if kind == SPHERE:
+            sz = np.full(3, extent)
         inst = b.instance(c, _rot(torch.tensor(rng.normal(0, 1.5, 3))).numpy(),
                           v=rng.normal(0, 0.015, 3) * z, w=rng.normal(0, 0.04, 3))
         b.add(kind, (0, 0, 0), sz, IGNORE, _PHOTOS[rng.integers(len(_PHOTOS))], rng.uniform(0.6, 1.2, 3),
@@ -652,41 +740,52 @@ class World(torch.utils.data.Dataset):
     name, code, focal_ratio, baseline = 'world', 0, 0.58, 0.54
     sky_semantic = SEMANTIC['sky']
 
-    def __init__(self, seed: int = 0, size: tuple[int, int] = (128, 384), video: bool = False, n: int = 10_000,
-                 noise: bool = True, exposure: bool = True, vignetting: bool = True, specular: bool = True,
-                 shadows: bool = True, device=None):
+    def __init__(self, seed: int = 0, size: tuple[int, int] = (128, 384), video: bool = False,
+                 n: int = 10_000, noise: bool = True, exposure: bool = True, vignetting: bool = True,
+                 specular: bool = True, shadows: bool = True, device=None):
         if len(tuple(size)) != 2 or min(size) < 8 or any(int(s) != s for s in size):
             raise DepthnbInputError(f'size must be (H, W) with integers ≥ 8, got {size!r}')
-        if int(n) < 1: raise DepthnbInputError(f'n must be ≥ 1, got {n!r}')
-        self.seed, self.size, self.video, self.n = int(seed), (int(size[0]), int(size[1])), bool(video), int(n)
+        if int(n) < 1:
+            raise DepthnbInputError(f'n must be ≥ 1, got {n!r}')
+        self.seed = int(seed)
+        self.size = (int(size[0]), int(size[1]))
+        self.video = bool(video)
+        self.n = int(n)
         self.opts = RenderOptions(noise, exposure, vignetting, specular, shadows)
         self.device = torch.device('cpu') if device is None else get_device(device)
 
-    def __len__(self) -> int: return self.n
+    def __len__(self) -> int:
+        return self.n
     def __repr__(self) -> str:
-        return f'{type(self).__name__}(seed={self.seed}, size={self.size}, video={self.video}, n={self.n}, {self.opts})'
+        return (f'{type(self).__name__}(seed={self.seed}, size={self.size}, video={self.video}, n={self.n}, '
+                f'{self.opts})')
 
     @property
-    def K(self) -> torch.Tensor: return intrinsics(self.size, self.focal_ratio, self.device)
+    def K(self) -> torch.Tensor:
+        return intrinsics(self.size, self.focal_ratio, self.device)
 
-    def rng(self, i: int) -> np.random.Generator: return np.random.default_rng([self.code, self.seed, int(i)])
-    def make_scene(self, rng: np.random.Generator) -> Scene: raise NotImplementedError
+    def rng(self, i: int) -> np.random.Generator:
+        return np.random.default_rng([self.code, self.seed, int(i)])
+
+    def make_scene(self, rng: np.random.Generator) -> Scene:
+        raise NotImplementedError
 
     def scene(self, i: int) -> tuple[Scene, dict]:
         "Scene `i` (on the world's device) and its per-view camera effects."
         rng = self.rng(i)
         scene = self.make_scene(rng).to(self.device)
-        effects = dict(gain_l=torch.tensor(rng.uniform(0.9, 1.1) * rng.uniform(0.97, 1.03, 3), dtype=torch.float32),
-                       gain_r=torch.tensor(rng.uniform(0.85, 1.15) * rng.uniform(0.96, 1.04, 3), dtype=torch.float32),
-                       vignette=float(rng.uniform(0.1, 0.35)))
+        effects = dict(
+            gain_l=torch.tensor(rng.uniform(0.9, 1.1) * rng.uniform(0.97, 1.03, 3), dtype=torch.float32),
+            gain_r=torch.tensor(rng.uniform(0.85, 1.15) * rng.uniform(0.96, 1.04, 3), dtype=torch.float32),
+            vignette=float(rng.uniform(0.1, 0.35)))
         return scene, effects
 
     def __getitem__(self, i: int) -> dict:
         if not isinstance(i, (int, np.integer)) or not 0 <= i < self.n:
             raise IndexError(f'{type(self).__name__} index {i!r} out of range [0, {self.n})')
         scene, effects = self.scene(i)
-        s = render_sample(scene, self.K, self.size, self.baseline, self.opts, (self.code, self.seed, i), self.video,
-                          self.sky_semantic, effects)
+        s = render_sample(scene, self.K, self.size, self.baseline, self.opts, (self.code, self.seed, i),
+                          self.video, self.sky_semantic, effects)
         s['name'] = f'{self.name}-{self.seed}-{int(i):06d}'
         return s
 
@@ -696,36 +795,115 @@ class World(torch.utils.data.Dataset):
         out = []
         for tau in taus:
             R, c = posed_primitives(scene, float(tau))
-            v = render_view(scene, (scene.kind, R, c, scene.size), self.K, self.size, camera_pose(scene, float(tau)), self.opts)
-            out.append(camera_effects(v['rgb'], self.size, self.opts, effects['gain_l'].to(self.device), effects['vignette'],
-                                      _generator(self.code, self.seed, i, tau, 0)))
+            camera = camera_pose(scene, float(tau))
+            view = render_view(scene, (scene.kind, R, c, scene.size), self.K, self.size, camera, self.opts)
+            noise_generator = _generator(self.code, self.seed, i, tau, 0)
+            out.append(camera_effects(view['rgb'], self.size, self.opts, effects['gain_l'].to(self.device),
+                                      effects['vignette'], noise_generator))
         return torch.stack(out)
 
 class Street(World):
     "The KITTI-like target domain (`style='kitti'`) or its Cityscapes-like variant (`style='city'`)."
     name, code, focal_ratio, baseline = 'street', 1, 0.58, 0.54
     def __init__(self, seed: int = 0, size=(128, 384), style: str = 'kitti', **kw):
-        if style not in ('kitti', 'city'): raise DepthnbInputError(f"style must be 'kitti' or 'city', got {style!r}")
+        if style not in ('kitti', 'city'):
+            raise DepthnbInputError(f"style must be 'kitti' or 'city', got {style!r}")
         super().__init__(seed, size, **kw)
         self.style = style
-        if style == 'city': self.name, self.code = 'street-city', 2
-    def make_scene(self, rng): return make_street(rng, self.style)
+        if style == 'city':
+            self.name, self.code = 'street-city', 2
+
+    def make_scene(self, rng):
+        return make_street(rng, self.style)
 
 class FlyingObjects(World):
     "The FlyingThings3D-like labelled source domain."
     name, code, focal_ratio, baseline = 'flying', 3, 0.8, 0.3
     sky_semantic = IGNORE
-    def make_scene(self, rng): return make_flying(rng, self.K, self.size)
+
+    def make_scene(self, rng):
+        return make_flying(rng, self.K, self.size)
 
 # %% ../../nbs/11_data_synthetic.ipynb #fcd143fd
-WORLDS = {'street': lambda **kw: Street(style='kitti', **kw), 'city': lambda **kw: Street(style='city', **kw),
-          'flying': lambda **kw: FlyingObjects(**kw)}
-CACHE_VERSION = 1
+WORLDS = {
+    'street': lambda **kw: Street(style='kitti', **kw),
+    'city': lambda **kw: Street(style='city', **kw),
+    'flying': lambda **kw: FlyingObjects(**kw),
+}
 
 def make_world(name: str, **kw) -> World:
     "A world by name: 'street', 'city' (Street, style='city') or 'flying' (FlyingObjects)."
-    if name not in WORLDS: raise DepthnbInputError(f'world must be one of {sorted(WORLDS)}, got {name!r}')
+    if name not in WORLDS:
+        raise DepthnbInputError(f'world must be one of {sorted(WORLDS)}, got {name!r}')
     return WORLDS[name](**kw)
+
+# %% ../../nbs/11_data_synthetic.ipynb #1137b651
+CACHE_VERSION = 1
+META_FILE = 'meta.json'             # written last: the cache is complete
+RENDERING_FILE = 'rendering.json'   # written first: a render into this folder started (and may be unfinished)
+
+def sample_file(folder: str | os.PathLike, i: int) -> Path:
+    "The file of sample `i` in a cache folder."
+    return Path(folder) / f'{int(i):06d}.pt'
+
+def cache_description(world: World) -> dict:
+    "What a cache records about the world rendered into it (`meta.json` adds the sample file sizes)."
+    return dict(version=CACHE_VERSION, world=type(world).__name__, name=world.name, seed=world.seed,
+                size=list(world.size), n=world.n, video=world.video, options=world.opts.__dict__,
+                baseline=world.baseline, focal_ratio=world.focal_ratio, style=getattr(world, 'style', None))
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise DepthnbInputError(f'{path} is not readable JSON ({type(e).__name__}: {e})') from None
+    if not isinstance(data, dict):
+        raise DepthnbInputError(f'{path} must hold a JSON object, got {type(data).__name__}')
+    return data
+
+def _sample_sizes(folder: Path) -> dict[str, int]:
+    "Byte size of every sample file (`NNNNNN.pt`) in `folder`, by name."
+    return {e.name: e.stat().st_size for e in os.scandir(folder)
+            if e.name.endswith('.pt') and not e.name.startswith('.') and e.is_file()}
+
+def read_cache_meta(folder: str | os.PathLike) -> dict:
+    "The `meta.json` of a complete cache in `folder`; a clear `DepthnbInputError` when it is not one."
+    folder = Path(folder)
+    meta_path = folder / META_FILE
+    if not meta_path.is_file():
+        if (folder / RENDERING_FILE).is_file():
+            n_there = len(_sample_sizes(folder))
+            n_wanted = _read_json(folder / RENDERING_FILE).get('n', '?')
+            raise DepthnbInputError(
+                f'{meta_path} not found: rendering into {folder} did not finish ({n_there} of '
+                f'{n_wanted} samples there); run write_cache (depthnb render) again to finish it')
+        raise DepthnbInputError(f'{meta_path} not found: {folder} is not a rendered world (see write_cache)')
+    meta = _read_json(meta_path)
+    if meta.get('version') != CACHE_VERSION:
+        raise DepthnbInputError(
+            f"{meta_path} has cache version {meta.get('version')}, expected {CACHE_VERSION}: "
+            'render it again')
+    return meta
+
+def check_cache_files(folder: str | os.PathLike, meta: dict) -> None:
+    """Raise `DepthnbInputError` naming the first sample file of the cache in `folder` that is missing or
+    whose size differs from the one `meta` records (caches written before sizes were recorded: existence
+    only)."""
+    folder = Path(folder)
+    sizes = _sample_sizes(folder)
+    recorded = meta.get('files')
+    for i in range(meta['n']):
+        path = sample_file(folder, i)
+        if path.name not in sizes:
+            raise DepthnbInputError(f'{path} is missing: the cache in {folder} is incomplete '
+                                    '(run write_cache or depthnb render again to re-render it)')
+        if recorded is not None and sizes[path.name] != recorded.get(path.name):
+            raise DepthnbInputError(f'{path} has {sizes[path.name]} bytes but {folder / META_FILE} records '
+                                    f'{recorded.get(path.name)}: the file is truncated or was overwritten '
+                                    '(run write_cache or depthnb render again to re-render it)')
+
+# %% ../../nbs/11_data_synthetic.ipynb #aac9da70
+RENDER_TIMEOUT_S = 600   # seconds a rendering worker may take for one sample before it is taken for hung
 
 def _to_disk(sample: dict) -> dict:
     return {k: (torch.round(v * 255).to(torch.uint8) if k in _IMAGE_KEYS else v) for k, v in sample.items()}
@@ -733,60 +911,161 @@ def _to_disk(sample: dict) -> dict:
 def _from_disk(sample: dict) -> dict:
     return {k: (v.float() / 255 if k in _IMAGE_KEYS else v) for k, v in sample.items()}
 
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + '.tmp')
-    torch.save(obj, tmp); os.replace(tmp, path)
+def _is_whole_sample_file(path: Path) -> bool:
+    "Whether `path` is a whole `torch.save` file (its zip directory, at the end of the file, is there)."
+    return path.is_file() and zipfile.is_zipfile(path)
+
+@contextmanager
+def _cache_lock(folder: Path, progress: bool):
+    "Hold an exclusive lock on `folder/.lock`; the system releases it when the process ends, even if killed."
+    try:
+        import fcntl
+    except ImportError:   # Windows: no lock; temporary names of their own keep concurrent writers safe
+        yield
+        return
+    with open(folder / '.lock', 'a+') as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if progress:
+                message = f'waiting for another process that is rendering into {folder}'
+                print(message, file=sys.stderr, flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    "Remove the temporary files of writers that were killed before renaming them (call with the lock held)."
+    for path in folder.glob('.*.tmp'):
+        path.unlink(missing_ok=True)
+
+def _check_same_world(folder: Path, description: dict) -> dict | None:
+    "The complete cache's `meta.json` if there is one; raise if `folder` holds (or started) another world."
+    for name in (META_FILE, RENDERING_FILE):
+        path = folder / name
+        if not path.is_file():
+            continue
+        recorded = _read_json(path)
+        recorded_description = {k: v for k, v in recorded.items() if k != 'files'}
+        if recorded_description != description:
+            raise DepthnbInputError(
+                f'{path} describes another world ({recorded_description}); use an empty folder')
+        if name == META_FILE:
+            return recorded
+    return None
+
+def _samples_to_render(folder: Path, n: int, meta: dict | None) -> list[int]:
+    """Indices of the samples that are missing, or whose file is cut short: its size differs from the one a
+    complete `meta` records, or (no record) it is not a whole `torch.save` file."""
+    sizes = _sample_sizes(folder)
+    recorded = (meta or {}).get('files') or {}
+    todo = []
+    for i in range(n):
+        path = sample_file(folder, i)
+        if path.name not in sizes:
+            todo.append(i)
+        elif path.name in recorded:
+            if sizes[path.name] != recorded[path.name]:
+                todo.append(i)
+        elif not _is_whole_sample_file(path):
+            todo.append(i)
+    return todo
 
 class _Rendered(torch.utils.data.Dataset):
-    def __init__(self, world, out, todo): self.world, self.out, self.todo = world, out, todo
-    def __len__(self): return len(self.todo)
-    def __getitem__(self, k):
+    "Renders sample `todo[k]` of `world` into its file in `folder`; yields the sample index."
+    def __init__(self, world: World, folder: Path, todo: list[int]):
+        self.world, self.folder, self.todo = world, folder, todo
+    def __len__(self) -> int:
+        return len(self.todo)
+    def __getitem__(self, k: int) -> int:
         i = self.todo[k]
-        _atomic_save(_to_disk(self.world[i]), self.out / f'{i:06d}.pt')
+        sample = _to_disk(self.world[i])
+        atomic_write(sample_file(self.folder, i), lambda tmp: torch.save(sample, tmp))
         return i
 
-def write_cache(world: World, out: str | os.PathLike, workers: int = 0, progress: bool = True) -> Path:
-    """Render every sample of `world` into `out` (one `NNNNNN.pt` per sample and `meta.json`); samples already
-    there are kept, so an interrupted run resumes. Returns the folder."""
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    meta = dict(version=CACHE_VERSION, world=type(world).__name__, name=world.name, seed=world.seed, size=list(world.size),
-                n=world.n, video=world.video, options=world.opts.__dict__, baseline=world.baseline,
-                focal_ratio=world.focal_ratio, style=getattr(world, 'style', None))
-    mp = out / 'meta.json'
-    if mp.exists() and json.loads(mp.read_text()) != meta:
-        raise DepthnbInputError(f'{mp} describes another world ({json.loads(mp.read_text())}); use an empty folder')
-    tmp = mp.with_name('meta.json.tmp'); tmp.write_text(json.dumps(meta, indent=1)); os.replace(tmp, mp)
-    todo = [i for i in range(world.n) if not (out / f'{i:06d}.pt').exists()]
-    loader = torch.utils.data.DataLoader(_Rendered(world, out, todo), batch_size=None, num_workers=workers)
-    it = loader
+def _is_worker_failure(error: RuntimeError) -> bool:
+    "Whether a DataLoader error says a worker died or hung (not an error raised by the rendering code)."
+    return str(error).startswith(('DataLoader worker', 'DataLoader timed out'))
+
+def _render(world: World, folder: Path, todo: list[int], workers: int, progress: bool) -> None:
+    "Render samples `todo` of `world` into `folder` with `workers` DataLoader workers (0: in this process)."
+    bar = None
     if progress:
         from tqdm.auto import tqdm
-        it = tqdm(loader, total=len(todo), desc=f'rendering {world.name}', unit='sample')
-    for _ in it: pass
-    return out
+        bar = tqdm(total=len(todo), desc=f'rendering {world.name}', unit='sample')
+    rendered = _Rendered(world, folder, todo)
+    done = set()
+    try:
+        loader = torch.utils.data.DataLoader(rendered, batch_size=None, num_workers=workers,
+                                             timeout=RENDER_TIMEOUT_S if workers > 0 else 0)
+        for i in loader:
+            done.add(i)
+            if bar is not None:
+                bar.update()
+    except RuntimeError as error:
+        if workers == 0 or not _is_worker_failure(error):
+            raise
+        left = [i for i in todo if i not in done]
+        warnings.warn(f'{error}; rendering the {len(left)} samples left of {folder} in this process')
+        for k in range(len(todo)):
+            if todo[k] not in done:
+                rendered[k]
+                if bar is not None:
+                    bar.update()
+    finally:
+        if bar is not None:
+            bar.close()
+
+def write_cache(world: World, out: str | os.PathLike, workers: int = 0, progress: bool = True) -> Path:
+    """Render every sample of `world` into `out`: one `NNNNNN.pt` per sample, then `meta.json` (the world and
+    every file's size). Finished samples are kept, so an interrupted render resumes; files that are cut short
+    are rendered again; writers in other processes are waited for. Returns the folder."""
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    description = cache_description(world)
+    with _cache_lock(folder, progress):
+        meta = _check_same_world(folder, description)
+        todo = _samples_to_render(folder, world.n, meta)
+        if meta is not None and not todo and 'files' in meta:
+            return folder
+        _remove_stale_temporaries(folder)
+        atomic_write(folder / RENDERING_FILE, json.dumps(description, indent=1) + '\n')
+        (folder / META_FILE).unlink(missing_ok=True)  # meta.json means complete: not while rendering
+        _render(world, folder, todo, workers, progress)
+        sizes = _sample_sizes(folder)
+        files = {sample_file(folder, i).name: sizes[sample_file(folder, i).name] for i in range(world.n)}
+        atomic_write(folder / META_FILE, json.dumps(description | {'files': files}, indent=1) + '\n')
+        (folder / RENDERING_FILE).unlink()
+    return folder
 
 class CachedWorld(torch.utils.data.Dataset):
-    "The samples of a world cached by `write_cache` in `path`."
+    """The samples of a world cached by `write_cache` in `path`. Opening it checks the cache (`meta.json`,
+    every sample file there with the size it records); a sample that cannot be read raises
+    `DepthnbInputError`."""
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        mp = self.path / 'meta.json'
-        if not mp.is_file(): raise DepthnbInputError(f'{mp} not found: {self.path} is not a rendered world (see write_cache)')
-        try: self.meta = json.loads(mp.read_text())
-        except json.JSONDecodeError as e: raise DepthnbInputError(f'{mp} is not valid JSON: {e}') from None
-        if self.meta.get('version') != CACHE_VERSION:
-            raise DepthnbInputError(f"{mp} has cache version {self.meta.get('version')}, expected {CACHE_VERSION}: render it again")
+        self.meta = read_cache_meta(self.path)
+        check_cache_files(self.path, self.meta)
         self.n, self.size, self.video = self.meta['n'], tuple(self.meta['size']), self.meta['video']
-    def __len__(self) -> int: return self.n
+    def __len__(self) -> int:
+        return self.n
     def __getitem__(self, i: int) -> dict:
-        if not 0 <= i < self.n: raise IndexError(f'index {i} out of range [0, {self.n}) in {self.path}')
-        f = self.path / f'{int(i):06d}.pt'
-        if not f.is_file(): raise DepthnbInputError(f'{f} is missing: the cache in {self.path} is incomplete (run write_cache again)')
-        try: return _from_disk(torch.load(f, weights_only=True))
-        except Exception as e: raise DepthnbInputError(f'{f} is not a readable sample ({type(e).__name__}: {e})') from None
+        if not 0 <= i < self.n:
+            raise IndexError(f'index {i} out of range [0, {self.n}) in {self.path}')
+        path = sample_file(self.path, i)
+        if not path.is_file():
+            raise DepthnbInputError(f'{path} is missing: the cache in {self.path} is incomplete '
+                                    '(run write_cache or depthnb render again)')
+        try:
+            return _from_disk(torch.load(path, weights_only=True))
+        except Exception as e:
+            raise DepthnbInputError(f'{path} is not a readable sample ({type(e).__name__}: {e})') from None
 
 # %% ../../nbs/11_data_synthetic.ipynb #32fa2e72
-_VIDEO_KEYS = ('left_prev', 'right_prev', 'left_next', 'right_next', 'T_prev', 'T_next', 'flow_prev', 'flow_next',
-               'rigid_flow_prev', 'rigid_flow_next', 'flow_prev_inv', 'flow_next_inv')
+_VIDEO_KEYS = ('left_prev', 'right_prev', 'left_next', 'right_next', 'T_prev', 'T_next', 'flow_prev',
+               'flow_next', 'rigid_flow_prev', 'rigid_flow_next', 'flow_prev_inv', 'flow_next_inv')
 
 class SyntheticStereo(torch.utils.data.Dataset):
     """Stereo samples of a built-in world (`'street'`, `'city'`, `'flying'`), rendered on the fly or read from
@@ -797,16 +1076,21 @@ class SyntheticStereo(torch.utils.data.Dataset):
         if cache is not None:
             self.source = CachedWorld(cache)
             if self.video and not self.source.video:
-                raise DepthnbInputError(f'{cache} holds stereo samples only; render it with video=True (depthnb render --video)')
+                raise DepthnbInputError(
+                    f'{cache} holds stereo samples only; render it with video=True (depthnb render --video)')
         else:
             self.source = make_world(world, seed=seed, size=size, n=n, video=self.video, **render_options)
         self.transform = transform
-    def __len__(self) -> int: return len(self.source)
+
+    def __len__(self) -> int:
+        return len(self.source)
     def __getitem__(self, i: int) -> dict:
         s = self.source[i]
-        if not self.video: s = {k: v for k, v in s.items() if k not in _VIDEO_KEYS}
+        if not self.video:
+            s = {k: v for k, v in s.items() if k not in _VIDEO_KEYS}
         return self.transform(s) if self.transform is not None else s
 
 class SyntheticVideo(SyntheticStereo):
-    "Stereo video samples (frames t−1, t, t+1 with poses and flows) of a built-in world; see `SyntheticStereo`."
+    """Stereo video samples (frames t−1, t, t+1 with poses and flows) of a built-in world; see
+    `SyntheticStereo`."""
     video = True
