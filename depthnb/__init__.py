@@ -1,7 +1,8 @@
 __version__ = "0.0.1"
 
 # The package's front door, imported lazily so that `import depthnb` does not import torch:
-# depthnb.load (a trained run), depthnb.train (a config → a trained run), depthnb.evaluate (one evaluation loop).
+# depthnb.load (a trained run), depthnb.train (a config → a trained run),
+# depthnb.evaluate (one evaluation loop).
 _LAZY = {'load': 'api', 'train': 'engine', 'evaluate': 'evaluation'}
 
 

@@ -17,9 +17,12 @@ __all__ = ['load']
 # %% ../nbs/35_api.ipynb #a49ee036
 def load(path: str | os.PathLike, device=None) -> Method:
     "A trained method from a run folder or checkpoint, in eval mode on `device` (default: CUDA if available)."
-    ck = load_checkpoint(path)
-    cls = method_class(ck['method_class'])
-    m = cls(**ck['method_args'])
-    try: m.load_state_dict(ck['model'])
-    except RuntimeError as e: raise DepthnbInputError(f'{path}: the weights do not fit {cls.__name__} ({str(e)[:300]})') from None
-    return m.to(get_device(device)).eval()
+    checkpoint = load_checkpoint(path)
+    method_cls = method_class(checkpoint['method_class'])
+    method = method_cls(**checkpoint['method_args'])
+    try:
+        method.load_state_dict(checkpoint['model'])
+    except RuntimeError as error:
+        reason = str(error)[:300]
+        raise DepthnbInputError(f'{path}: the weights do not fit {method_cls.__name__} ({reason})') from None
+    return method.to(get_device(device)).eval()

@@ -20,7 +20,8 @@ __all__ = ['seed_everything', 'get_device', 'atomic_write', 'DepthnbInputError',
 
 # %% ../nbs/00_core.ipynb #b672918f
 def seed_everything(seed: int, deterministic: bool = False) -> int:
-    "Seed Python, NumPy and torch (all devices); with `deterministic`, also ask torch for deterministic kernels."
+    """Seed Python, NumPy and torch (all devices); with `deterministic`, also ask torch for deterministic
+    kernels."""
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise DepthnbInputError(f'seed must be an int, got {type(seed).__name__}')
     seed = int(seed)
@@ -36,10 +37,12 @@ def seed_everything(seed: int, deterministic: bool = False) -> int:
 # %% ../nbs/00_core.ipynb #40171a02
 def get_device(device: str | torch.device | None = None) -> torch.device:
     "The device to run on: `device` if given, else CUDA when available, else CPU."
-    if device is not None:
-        try: return torch.device(device)
-        except (RuntimeError, TypeError) as e: raise DepthnbInputError(f'device: cannot parse {device!r} ({e})') from None
-    return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if device is None:
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise DepthnbInputError(f'device: cannot parse {device!r} ({error})') from None
 
 # %% ../nbs/00_core.ipynb #64d347e8
 def atomic_write(path: str | os.PathLike, content: str | bytes | Callable[[Path], object]) -> Path:
@@ -49,15 +52,19 @@ def atomic_write(path: str | os.PathLike, content: str | bytes | Callable[[Path]
     `lambda p: torch.save(obj, p)`). On any failure the temporary file is removed and `path` is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp')
+    temporary = path.with_name(f'.{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp')
     try:
-        if isinstance(content, str): tmp.write_text(content, encoding='utf-8')
-        elif isinstance(content, (bytes, bytearray)): tmp.write_bytes(content)
-        else: content(tmp)
-        with open(tmp, 'rb+') as f: os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if isinstance(content, str):
+            temporary.write_text(content, encoding='utf-8')
+        elif isinstance(content, (bytes, bytearray)):
+            temporary.write_bytes(content)
+        else:
+            content(temporary)
+        with open(temporary, 'rb+') as file:
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
     return path
 
@@ -66,73 +73,95 @@ class DepthnbInputError(ValueError):
     "Bad input to a depthnb function: the message names the argument, and what was expected."
 
 # %% ../nbs/00_core.ipynb #01074ac5
-def _shape(t) -> str: return '×'.join(map(str, t.shape)) if isinstance(t, torch.Tensor) else type(t).__name__
+def _shape(value) -> str:
+    "`value`'s shape as `2×3×4` for a tensor, else the name of its type (for error messages)."
+    if isinstance(value, torch.Tensor):
+        return '×'.join(map(str, value.shape))
+    return type(value).__name__
 
-def check_tensor(t, name: str, ndim: int | Sequence[int] | None = 4, channels: int | Sequence[int] | None = None,
-                 floating: bool = False) -> torch.Tensor:
-    "Check that `t` is a tensor with `ndim` dimensions and (dimension 1) `channels` channels; return it."
-    if not isinstance(t, torch.Tensor):
-        raise DepthnbInputError(f'{name} must be a torch.Tensor, got {type(t).__name__}')
+def _one_of(allowed: int | Sequence[int]) -> tuple[int, ...]:
+    "`allowed` (one int or several) as a tuple."
+    return (allowed,) if isinstance(allowed, int) else tuple(allowed)
+
+def check_tensor(tensor, name: str, ndim: int | Sequence[int] | None = 4,
+                 channels: int | Sequence[int] | None = None, floating: bool = False) -> torch.Tensor:
+    "Check that `tensor` is a tensor with `ndim` dimensions and (dimension 1) `channels` channels; return it."
+    if not isinstance(tensor, torch.Tensor):
+        raise DepthnbInputError(f'{name} must be a torch.Tensor, got {type(tensor).__name__}')
     if ndim is not None:
-        nds = (ndim,) if isinstance(ndim, int) else tuple(ndim)
-        if t.ndim not in nds:
-            raise DepthnbInputError(f'{name} must have {" or ".join(map(str, nds))} dimensions, got shape {_shape(t)}')
+        allowed_ndims = _one_of(ndim)
+        if tensor.ndim not in allowed_ndims:
+            raise DepthnbInputError(f'{name} must have {" or ".join(map(str, allowed_ndims))} dimensions, '
+                                    f'got shape {_shape(tensor)}')
     if channels is not None:
-        chs = (channels,) if isinstance(channels, int) else tuple(channels)
-        if t.ndim < 2 or t.shape[1] not in chs:
-            raise DepthnbInputError(f'{name} must have {" or ".join(map(str, chs))} channel(s) in dim 1, got shape {_shape(t)}')
-    if floating and not t.is_floating_point():
-        raise DepthnbInputError(f'{name} must be a floating-point tensor, got {t.dtype} with shape {_shape(t)}')
-    return t
+        allowed_channels = _one_of(channels)
+        if tensor.ndim < 2 or tensor.shape[1] not in allowed_channels:
+            raise DepthnbInputError(f'{name} must have {" or ".join(map(str, allowed_channels))} channel(s) '
+                                    f'in dim 1, got shape {_shape(tensor)}')
+    if floating and not tensor.is_floating_point():
+        raise DepthnbInputError(f'{name} must be a floating-point tensor, got {tensor.dtype} '
+                                f'with shape {_shape(tensor)}')
+    return tensor
 
 # %% ../nbs/00_core.ipynb #c55d995e
-def check_finite(t: torch.Tensor, name: str) -> torch.Tensor:
-    "Raise if `t` holds NaN or ±Inf."
-    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-        n = int((~torch.isfinite(t)).sum())
-        raise DepthnbInputError(f'{name} (shape {_shape(t)}) contains {n} NaN/Inf value(s)')
-    return t
+def check_finite(tensor: torch.Tensor, name: str) -> torch.Tensor:
+    "Raise if `tensor` holds NaN or ±Inf."
+    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        count = int((~torch.isfinite(tensor)).sum())
+        raise DepthnbInputError(f'{name} (shape {_shape(tensor)}) contains {count} NaN/Inf value(s)')
+    return tensor
 
-def check_positive(t: torch.Tensor, name: str, allow_zero: bool = False, allow_inf: bool = False) -> torch.Tensor:
-    "Raise if `t` holds NaN or values ≤ 0 (< 0 with `allow_zero`); +Inf only with `allow_inf`."
-    if torch.isnan(t).any(): raise DepthnbInputError(f'{name} (shape {_shape(t)}) contains NaN')
-    if not allow_inf and torch.isinf(t).any(): raise DepthnbInputError(f'{name} (shape {_shape(t)}) contains Inf')
-    bad = (t < 0) if allow_zero else (t <= 0)
+def check_positive(tensor: torch.Tensor, name: str, allow_zero: bool = False,
+                   allow_inf: bool = False) -> torch.Tensor:
+    "Raise if `tensor` holds NaN or values ≤ 0 (< 0 with `allow_zero`); +Inf only with `allow_inf`."
+    if torch.isnan(tensor).any():
+        raise DepthnbInputError(f'{name} (shape {_shape(tensor)}) contains NaN')
+    if not allow_inf and torch.isinf(tensor).any():
+        raise DepthnbInputError(f'{name} (shape {_shape(tensor)}) contains Inf')
+    bad = (tensor < 0) if allow_zero else (tensor <= 0)
     if bad.any():
         what = 'negative' if allow_zero else 'non-positive'
-        raise DepthnbInputError(f'{name} (shape {_shape(t)}) has {int(bad.sum())} {what} value(s); min is {float(t.min()):g}')
-    return t
+        raise DepthnbInputError(f'{name} (shape {_shape(tensor)}) has {int(bad.sum())} {what} value(s); '
+                                f'min is {float(tensor.min()):g}')
+    return tensor
 
-def check_range(t: torch.Tensor, name: str, lo: float = 0., hi: float = 1.) -> torch.Tensor:
-    "Raise if `t` has values outside [lo, hi] (or NaN)."
-    check_finite(t, name)
-    mn, mx = float(t.min()), float(t.max())
-    if mn < lo or mx > hi:
-        raise DepthnbInputError(f'{name} (shape {_shape(t)}) must lie in [{lo:g}, {hi:g}], got [{mn:g}, {mx:g}]')
-    return t
+def check_range(tensor: torch.Tensor, name: str, lo: float = 0., hi: float = 1.) -> torch.Tensor:
+    "Raise if `tensor` has values outside [lo, hi] (or NaN)."
+    check_finite(tensor, name)
+    smallest, largest = float(tensor.min()), float(tensor.max())
+    if smallest < lo or largest > hi:
+        raise DepthnbInputError(f'{name} (shape {_shape(tensor)}) must lie in [{lo:g}, {hi:g}], '
+                                f'got [{smallest:g}, {largest:g}]')
+    return tensor
 
 # %% ../nbs/00_core.ipynb #dc9d4ac5
-def check_image(img, name: str = 'img', channels: int | Sequence[int] | None = 3, check_values: bool = True) -> torch.Tensor:
+def check_image(img, name: str = 'img', channels: int | Sequence[int] | None = 3,
+                check_values: bool = True) -> torch.Tensor:
     "An image batch: B×C×H×W floating point, finite, in [0, 1] (values checked when `check_values`)."
     check_tensor(img, name, 4, channels, floating=True)
-    if check_values: check_range(img, name)
+    if check_values:
+        check_range(img, name)
     return img
 
 def check_same_size(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str, dims: str = 'BHW') -> None:
     "Raise unless `a` and `b` (B×C×H×W) agree on the listed dimensions (B, C, H, W)."
-    idx = {'B': 0, 'C': 1, 'H': 2, 'W': 3}
-    for d in dims:
-        if a.shape[idx[d]] != b.shape[idx[d]]:
-            raise DepthnbInputError(f'{name_a} and {name_b} must agree on {dims}; got {_shape(a)} and {_shape(b)}')
+    axis = {'B': 0, 'C': 1, 'H': 2, 'W': 3}
+    for dim in dims:
+        if a.shape[axis[dim]] != b.shape[axis[dim]]:
+            raise DepthnbInputError(f'{name_a} and {name_b} must agree on {dims}; '
+                                    f'got {_shape(a)} and {_shape(b)}')
 
 # %% ../nbs/00_core.ipynb #0dce311b
-def as_batch_param(v, ref: torch.Tensor, name: str) -> torch.Tensor:
-    """A per-image scalar (float, B tensor or B×1×1×1 tensor) as a B×1×1×1 tensor on `ref`'s device and dtype.
+def as_batch_param(value, ref: torch.Tensor, name: str) -> torch.Tensor:
+    """A per-image scalar (float, B tensor or B×1×1×1 tensor) as a B×1×1×1 tensor on `ref`'s device and
+    dtype.
 
     Focal lengths, baselines and similar calibration values go through this so that a float and a
     per-sample tensor (as a DataLoader collates them) both work."""
-    t = torch.as_tensor(v, dtype=ref.dtype, device=ref.device)
-    if t.ndim == 0: return t.reshape(1, 1, 1, 1)
-    if t.numel() not in (1, ref.shape[0]):
-        raise DepthnbInputError(f'{name} must be a scalar or have one value per image ({ref.shape[0]}), got shape {_shape(t)}')
-    return t.reshape(-1, 1, 1, 1)
+    param = torch.as_tensor(value, dtype=ref.dtype, device=ref.device)
+    if param.ndim == 0:
+        return param.reshape(1, 1, 1, 1)
+    if param.numel() not in (1, ref.shape[0]):
+        raise DepthnbInputError(f'{name} must be a scalar or have one value per image ({ref.shape[0]}), '
+                                f'got shape {_shape(param)}')
+    return param.reshape(-1, 1, 1, 1)

@@ -94,9 +94,9 @@ class DisparityMetrics(Accumulator):
         disp = _pred(pred, 'disp', 'disparity metrics')
         if not bool(valid.any()):
             return
-        r = disparity_metrics(batch['disp_l'], disp, valid)
-        pixels = r.pop('pixels')
-        self.pool.add(r, pixels)
+        metrics = disparity_metrics(batch['disp_l'], disp, valid)
+        pixels = metrics.pop('pixels')
+        self.pool.add(metrics, pixels)
 
     def result(self) -> dict:
         if self.pool.weight == 0:
@@ -114,8 +114,8 @@ def calibrated_depth(disp: torch.Tensor, batch: dict) -> torch.Tensor:
     focal = as_batch_param(batch['K'][..., 0, 0], disp, 'K[0, 0]')
     baseline = as_batch_param(batch['baseline'], disp, 'baseline')
     doffs = as_batch_param(batch['doffs'], disp, 'doffs') if 'doffs' in batch else 0.
-    d = disp + doffs
-    return torch.where(d > 0, focal * baseline / d, torch.full_like(d, math.inf))
+    shifted = disp + doffs
+    return torch.where(shifted > 0, focal * baseline / shifted, torch.full_like(shifted, math.inf))
 
 def gt_depth(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Ground-truth depth (m, B×1×H×W) of a batch and its bool mask of pixels with finite depth > 0:
@@ -159,8 +159,9 @@ class DepthMetrics(Accumulator):
             depth = pred['depth']
         else:
             depth = calibrated_depth(_pred(pred, 'disp', 'depth metrics (no depth in pred)'), batch)
-        r = depth_metrics(gt, depth, valid, self.min_depth, self.max_depth, self.median_scaling, self.crop)
-        self.pool.add(r, gt.shape[0])
+        metrics = depth_metrics(gt, depth, valid, self.min_depth, self.max_depth, self.median_scaling,
+                                self.crop)
+        self.pool.add(metrics, gt.shape[0])
 
     def result(self) -> dict:
         if self.pool.weight == 0:
@@ -193,13 +194,14 @@ class FlowMetrics(Accumulator):
             valid = valid & batch[f'{self.gt_key}_valid'].bool()
         if not bool(valid.any()):
             return
-        r = flow_metrics(gt, flow, valid)
-        self.all.add({'epe': r['epe'], 'fl_all': r['fl_all']}, r['pixels'])
+        metrics = flow_metrics(gt, flow, valid)
+        self.all.add({'epe': metrics['epe'], 'fl_all': metrics['fl_all']}, metrics['pixels'])
         if 'moving' in batch:
             moving = valid & batch['moving'].bool()
             if bool(moving.any()):
-                r = flow_metrics(gt, flow, moving)
-                self.moving.add({'epe_moving': r['epe'], 'fl_moving': r['fl_all']}, r['pixels'])
+                metrics = flow_metrics(gt, flow, moving)
+                moving_metrics = {'epe_moving': metrics['epe'], 'fl_moving': metrics['fl_all']}
+                self.moving.add(moving_metrics, metrics['pixels'])
 
     def result(self) -> dict:
         if self.all.weight == 0:
@@ -260,14 +262,14 @@ def snippet_poses(poses: dict) -> torch.Tensor:
         rel.append(torch.linalg.inv(poses['T_next']))
     if not rel:
         raise DepthnbInputError(f"snippet_poses needs 'T_prev' or 'T_next', got keys {sorted(poses)}")
-    return torch.stack([r.to(torch.float64) for r in rel], 1)
+    return torch.stack([pose.to(torch.float64) for pose in rel], 1)
 
 def chain_poses(t_next: torch.Tensor) -> torch.Tensor:
     """Camera-to-world poses ((N+1)×4×4, the first at the identity) of N+1 consecutive frames from the N
     relative poses `t_next[k]` = T_{k→k+1}: P_{k+1} = P_k · T_{k→k+1}⁻¹."""
     poses = [torch.eye(4, dtype=torch.float64, device=t_next.device)]
-    for T in t_next.to(torch.float64):
-        poses.append(poses[-1] @ torch.linalg.inv(T))
+    for step in t_next.to(torch.float64):
+        poses.append(poses[-1] @ torch.linalg.inv(step))
     return torch.stack(poses)
 
 class OdometryMetrics(Accumulator):
@@ -294,8 +296,9 @@ class OdometryMetrics(Accumulator):
         keys = [k for k in ('T_prev', 'T_next') if k in batch]
         gt = snippet_poses({k: batch[k] for k in keys}).cpu()
         est = snippet_poses({k: _pred(pred, k, 'odometry metrics') for k in keys}).cpu()
-        for g, p in zip(gt, est):
-            self.ates.append(ate(snippet_positions(g), snippet_positions(p), self.true_rmse))
+        for gt_snippet, est_snippet in zip(gt, est):
+            gt_positions = snippet_positions(gt_snippet)
+            self.ates.append(ate(gt_positions, snippet_positions(est_snippet), self.true_rmse))
         if self.lengths is not None:
             _need(batch, ('T_next',), 'odometry metrics over a sequence (lengths)')
             self.gt_next.append(batch['T_next'].to(torch.float64).cpu())
@@ -364,22 +367,22 @@ def region_masks(batch: dict, window: int = 7, texture_threshold: float = 0.01, 
     no `occ_l`); `textureless` (`textureless_mask` of `left`); `depth_edges` (`discontinuity_mask` of
     `disp_l`, where a pixel without ground truth counts as 0, dilated by `edge_radius`)."""
     _need(batch, ('left', 'disp_l'), 'region_masks')
-    b = {k: (v[None] if torch.is_tensor(v) and v.dim() == 3 else v) for k, v in batch.items()}
-    valid = disparity_valid(b)
+    batched = {k: (v[None] if torch.is_tensor(v) and v.dim() == 3 else v) for k, v in batch.items()}
+    valid = disparity_valid(batched)
     out = {'all': valid}
-    if 'occ_l' in b:
-        occluded = b['occ_l'] > 0.5
+    if 'occ_l' in batched:
+        occluded = batched['occ_l'] > 0.5
         out['non_occluded'] = valid & ~occluded
         out['occluded'] = valid & occluded
-    out['textureless'] = valid & textureless_mask(b['left'], window, texture_threshold)
-    gt = torch.where(valid, b['disp_l'], torch.zeros_like(b['disp_l']))
+    out['textureless'] = valid & textureless_mask(batched['left'], window, texture_threshold)
+    gt = torch.where(valid, batched['disp_l'], torch.zeros_like(batched['disp_l']))
     out['depth_edges'] = valid & discontinuity_mask(gt, edge_threshold, edge_radius)
     return out
 
 class RegionMetrics(Accumulator):
-    """Disparity EPE and D1 of `pred['disp']` pooled over every pixel of each region (`region_masks` with these
-    arguments) across the dataset: `result()` → `{region: {'epe', 'd1', 'fraction', 'pixels'}}` (`fraction`:
-    share of the valid pixels), in the order of `REGIONS`; regions with no pixel are left out."""
+    """Disparity EPE and D1 of `pred['disp']` pooled over every pixel of each region (`region_masks` with
+    these arguments) across the dataset: `result()` → `{region: {'epe', 'd1', 'fraction', 'pixels'}}`
+    (`fraction`: share of the valid pixels), in the order of `REGIONS`; regions with no pixel are left out."""
     name = 'regions'
 
     def __init__(self, window: int = 7, texture_threshold: float = 0.01, edge_threshold: float = 1.0,
@@ -396,8 +399,9 @@ class RegionMetrics(Accumulator):
         for region, mask in region_masks(batch, **self.region_args).items():
             if not bool(mask.any()):
                 continue
-            r = disparity_metrics(batch['disp_l'], disp, mask)
-            self.pools.setdefault(region, _Pool()).add({'epe': r['epe'], 'd1': r['d1']}, r['pixels'])
+            metrics = disparity_metrics(batch['disp_l'], disp, mask)
+            pool = self.pools.setdefault(region, _Pool())
+            pool.add({'epe': metrics['epe'], 'd1': metrics['d1']}, metrics['pixels'])
 
     def result(self) -> dict:
         total = self.pools['all'].weight if 'all' in self.pools else 0
@@ -413,6 +417,11 @@ class RegionMetrics(Accumulator):
 METRICS = {'disparity': DisparityMetrics, 'depth': DepthMetrics, 'flow': FlowMetrics,
            'segmentation': SegmentationMetrics, 'odometry': OdometryMetrics, 'regions': RegionMetrics}
 
+def _is_accumulator(obj) -> bool:
+    "Whether `obj` has callable `update` and `result` and a `name`."
+    has_methods = all(callable(getattr(obj, method, None)) for method in ('update', 'result'))
+    return has_methods and hasattr(obj, 'name')
+
 def make_metrics(metrics: str | Accumulator | Iterable) -> list:
     """Accumulators for `metrics`: names of `METRICS` (fresh, default options) and accumulator objects
     (anything with `update`, `result` and `name`; reset when they have `reset`), in order; one name, one
@@ -420,20 +429,20 @@ def make_metrics(metrics: str | Accumulator | Iterable) -> list:
     if isinstance(metrics, (str, Accumulator)):
         metrics = [metrics]
     out = []
-    for m in metrics:
-        if isinstance(m, str):
-            if m not in METRICS:
-                raise DepthnbInputError(f'unknown metric {m!r}: use one of {sorted(METRICS)} '
+    for metric in metrics:
+        if isinstance(metric, str):
+            if metric not in METRICS:
+                raise DepthnbInputError(f'unknown metric {metric!r}: use one of {sorted(METRICS)} '
                                         'or an accumulator')
-            m = METRICS[m]()
-        elif not all(callable(getattr(m, a, None)) for a in ('update', 'result')) or not hasattr(m, 'name'):
+            metric = METRICS[metric]()
+        elif not _is_accumulator(metric):
             raise DepthnbInputError(f'metrics must be names of {sorted(METRICS)} or accumulators with '
-                                    f'update(batch, pred), result() and a name, got {m!r}')
-        elif callable(getattr(m, 'reset', None)):
-            m.reset()
-        out.append(m)
-    names = [m.name for m in out]
-    clash = sorted({n for n in names if names.count(n) > 1 or n == 'samples'})
+                                    f'update(batch, pred), result() and a name, got {metric!r}')
+        elif callable(getattr(metric, 'reset', None)):
+            metric.reset()
+        out.append(metric)
+    names = [metric.name for metric in out]
+    clash = sorted({name for name in names if names.count(name) > 1 or name == 'samples'})
     if clash:
         raise DepthnbInputError(f'metric names must be unique and not "samples", got {names}')
     return out

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .core import DepthnbInputError, check_finite, check_positive, _shape
+from .core import DepthnbInputError, check_finite, check_positive, check_tensor, _shape
 
 # %% auto #0
 __all__ = ['garg_crop', 'eigen_crop', 'median_scale', 'depth_metrics', 'silog', 'irmse', 'make3d_metrics', 'disparity_metrics',
@@ -20,44 +20,64 @@ __all__ = ['garg_crop', 'eigen_crop', 'median_scale', 'depth_metrics', 'silog', 
 # %% ../nbs/03_metrics.ipynb #ae9958fc
 def _map(t, name: str, channels: int = 1) -> torch.Tensor:
     "`t` as a float64 B×C×H×W tensor; C×H×W (or H×W for one channel) is one image."
-    if not isinstance(t, torch.Tensor): raise DepthnbInputError(f'{name} must be a torch.Tensor, got {type(t).__name__}')
-    lay = 'B×1×H×W or H×W' if channels == 1 else f'B×{channels}×H×W or {channels}×H×W'
-    x = t[None, None] if (channels == 1 and t.ndim == 2) else (t[None] if (channels > 1 and t.ndim == 3) else t)
-    if x.ndim != 4 or x.shape[1] != channels: raise DepthnbInputError(f'{name} must be {lay}, got shape {_shape(t)}')
-    if t.is_complex() or t.dtype == torch.bool: raise DepthnbInputError(f'{name} must be real-valued, got {t.dtype} with shape {_shape(t)}')
-    return x.to(torch.float64)
+    check_tensor(t, name, ndim=None)
+    layout = 'B×1×H×W or H×W' if channels == 1 else f'B×{channels}×H×W or {channels}×H×W'
+    batch = t
+    if channels == 1 and t.ndim == 2:
+        batch = t[None, None]
+    elif channels > 1 and t.ndim == 3:
+        batch = t[None]
+    if batch.ndim != 4 or batch.shape[1] != channels:
+        raise DepthnbInputError(f'{name} must be {layout}, got shape {_shape(t)}')
+    if t.is_complex() or t.dtype == torch.bool:
+        raise DepthnbInputError(f'{name} must be real-valued, got {t.dtype} with shape {_shape(t)}')
+    return batch.to(torch.float64)
 
 def _pair(gt, pred, channels: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     "Ground truth and prediction as float64 B×C×H×W tensors of the same shape."
-    g, p = _map(gt, 'gt', channels), _map(pred, 'pred', channels)
-    if g.shape != p.shape: raise DepthnbInputError(f'gt and pred must have the same shape, got {_shape(gt)} and {_shape(pred)}')
-    return g, p.to(g.device)
+    gt_maps, pred_maps = _map(gt, 'gt', channels), _map(pred, 'pred', channels)
+    if gt_maps.shape != pred_maps.shape:
+        raise DepthnbInputError(f'gt and pred must have the same shape, got {_shape(gt)} and {_shape(pred)}')
+    return gt_maps, pred_maps.to(gt_maps.device)
 
-def _as_mask(m, name: str, ref: torch.Tensor) -> torch.Tensor:
+def _as_mask(mask, name: str, ref: torch.Tensor) -> torch.Tensor:
     "A bool mask shaped B×1×H×W, B×H×W, 1×H×W or H×W, broadcast to `ref`'s B×1×H×W."
-    if not isinstance(m, torch.Tensor): raise DepthnbInputError(f'{name} must be a torch.Tensor, got {type(m).__name__}')
-    if m.dtype != torch.bool:
-        raise DepthnbInputError(f'{name} must be a bool tensor (True = use the pixel), got {m.dtype} with shape {_shape(m)}')
+    check_tensor(mask, name, ndim=None)
+    if mask.dtype != torch.bool:
+        raise DepthnbInputError(f'{name} must be a bool tensor (True = use the pixel), '
+                                f'got {mask.dtype} with shape {_shape(mask)}')
     b, _, h, w = ref.shape
-    if tuple(m.shape) not in {(b, 1, h, w), (b, h, w), (1, 1, h, w), (1, h, w), (h, w)}:
-        raise DepthnbInputError(f'{name} must be B×1×H×W, B×H×W or H×W for maps of shape {_shape(ref)}, got shape {_shape(m)}')
-    return m.to(ref.device).reshape(-1, 1, h, w).expand(b, 1, h, w)
+    if tuple(mask.shape) not in {(b, 1, h, w), (b, h, w), (1, 1, h, w), (1, h, w), (h, w)}:
+        raise DepthnbInputError(f'{name} must be B×1×H×W, B×H×W or H×W for maps of shape {_shape(ref)}, '
+                                f'got shape {_shape(mask)}')
+    return mask.to(ref.device).reshape(-1, 1, h, w).expand(b, 1, h, w)
+
+def _known_gt(gt_maps: torch.Tensor, valid) -> torch.Tensor:
+    """B×1×H×W bool: ground truth finite and > 0 (KITTI marks missing values with 0, Middlebury with +inf),
+    inside `valid` when given."""
+    mask = torch.isfinite(gt_maps) & (gt_maps > 0)
+    if valid is not None:
+        mask = mask & _as_mask(valid, 'valid', gt_maps)
+    return mask
 
 def _require(mask: torch.Tensor, ref, what: str) -> None:
     "Raise unless `mask` (B×1×H×W) selects at least one pixel."
-    if not bool(mask.any()): raise DepthnbInputError(f'no valid pixel in gt (shape {_shape(ref)}): {what}')
+    if not bool(mask.any()):
+        raise DepthnbInputError(f'no valid pixel in gt (shape {_shape(ref)}): {what}')
 
 def _median(x: torch.Tensor) -> torch.Tensor:
     "Median of a 1-D tensor, the mean of the two middle values for an even count (as `np.median`)."
     n = x.numel()
-    lo = x.kthvalue((n + 1) // 2).values
-    return lo if n % 2 else (lo + x.kthvalue(n // 2 + 1).values) / 2
+    lower = x.kthvalue((n + 1) // 2).values
+    return lower if n % 2 else (lower + x.kthvalue(n // 2 + 1).values) / 2
 
 # %% ../nbs/03_metrics.ipynb #de9c7247
-def _crop_box(h: int, w: int, fr: tuple[float, float, float, float], device=None) -> torch.Tensor:
-    m = torch.zeros(h, w, dtype=torch.bool, device=device)
-    m[int(fr[0] * h):int(fr[1] * h), int(fr[2] * w):int(fr[3] * w)] = True
-    return m
+def _crop_box(h: int, w: int, fractions: tuple[float, float, float, float], device=None) -> torch.Tensor:
+    "H×W bool mask, True in rows `top·h : bottom·h`, columns `left·w : right·w` (bounds truncated to int)."
+    top, bottom, left, right = fractions
+    mask = torch.zeros(h, w, dtype=torch.bool, device=device)
+    mask[int(top * h):int(bottom * h), int(left * w):int(right * w)] = True
+    return mask
 
 def garg_crop(h: int, w: int, device=None) -> torch.Tensor:
     """H×W bool mask of the Garg et al. (ECCV 2016) crop used on the KITTI Eigen split: rows
@@ -71,68 +91,91 @@ def eigen_crop(h: int, w: int, device=None) -> torch.Tensor:
     return _crop_box(h, w, (0.3324324, 0.91351351, 0.0359477, 0.96405229), device)
 
 # %% ../nbs/03_metrics.ipynb #61bc998e
-def median_scale(gt: torch.Tensor, pred: torch.Tensor, valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def median_scale(gt: torch.Tensor, pred: torch.Tensor,
+                 valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image median scaling (Zhou et al. CVPR 2017; monodepth2 `evaluate_depth.py`).
 
     `gt`, `pred`: B×1×H×W (or H×W) depths; `valid`: bool mask (default: finite `gt` > 0), always
     intersected with finite `gt` > 0. Returns `(pred · ratio` B×1×H×W in `pred`'s dtype, `ratio` B float64)
     with `ratio = median(gt) / median(pred)` over each image's valid pixels."""
-    g, p = _pair(gt, pred)
+    gt_maps, pred_maps = _pair(gt, pred)
     check_positive(pred, 'pred', allow_inf=True)
-    m = torch.isfinite(g) & (g > 0)
-    if valid is not None: m = m & _as_mask(valid, 'valid', g)
+    mask = _known_gt(gt_maps, valid)
     ratios = []
-    for b in range(g.shape[0]):
-        if not bool(m[b].any()): raise DepthnbInputError(f'image {b} of gt (shape {_shape(gt)}) has no valid pixel for median scaling')
-        ratios.append(_median(g[b][m[b]]) / _median(p[b][m[b]]))
+    for image in range(gt_maps.shape[0]):
+        pixels = mask[image]
+        if not bool(pixels.any()):
+            raise DepthnbInputError(f'image {image} of gt (shape {_shape(gt)}) has no valid pixel '
+                                    'for median scaling')
+        ratios.append(_median(gt_maps[image][pixels]) / _median(pred_maps[image][pixels]))
     ratio = torch.stack(ratios)
     dtype = pred.dtype if pred.is_floating_point() else torch.float64
-    return (p * ratio.view(-1, 1, 1, 1)).to(dtype), ratio
+    return (pred_maps * ratio.view(-1, 1, 1, 1)).to(dtype), ratio
 
 # %% ../nbs/03_metrics.ipynb #25874f3f
 _EIGEN_KEYS = ('abs_rel', 'sq_rel', 'rmse', 'rmse_log', 'a1', 'a2', 'a3')
 
-def _eigen_errors(g: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+def _relative_errors(gt: torch.Tensor, pred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    "`abs_rel`, `sq_rel` and `rmse` of two 1-D depth vectors (shared by the Eigen and Make3D metrics)."
+    diff = gt - pred
+    abs_rel = (diff.abs() / gt).mean()
+    sq_rel = (diff * diff / gt).mean()
+    rmse = (diff * diff).mean().sqrt()
+    return abs_rel, sq_rel, rmse
+
+def _eigen_errors(gt: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
     "The seven Eigen metrics of two 1-D depth vectors, in the order of `_EIGEN_KEYS`."
-    d = g - p
-    thresh = torch.maximum(g / p, p / g)
-    return torch.stack(((d.abs() / g).mean(), (d * d / g).mean(), (d * d).mean().sqrt(),
-                        ((g.log() - p.log()) ** 2).mean().sqrt(),
-                        *[(thresh < 1.25 ** k).double().mean() for k in (1, 2, 3)]))
+    rmse_log = ((gt.log() - pred.log()) ** 2).mean().sqrt()
+    ratio = torch.maximum(gt / pred, pred / gt)
+    accuracies = [(ratio < 1.25 ** k).double().mean() for k in (1, 2, 3)]
+    return torch.stack((*_relative_errors(gt, pred), rmse_log, *accuracies))
+
+def _depth_mask(gt_maps: torch.Tensor, valid, min_depth: float, max_depth: float, crop) -> torch.Tensor:
+    "B×1×H×W bool: `min_depth < gt < max_depth`, inside `valid` and `crop` (`'garg'`, `'eigen'` or a mask)."
+    mask = (gt_maps > min_depth) & (gt_maps < max_depth)
+    if valid is not None:
+        mask = mask & _as_mask(valid, 'valid', gt_maps)
+    if crop is None:
+        return mask
+    if isinstance(crop, str):
+        crops = {'garg': garg_crop, 'eigen': eigen_crop}
+        if crop not in crops:
+            raise DepthnbInputError(f"crop must be 'garg', 'eigen', a bool mask or None, got {crop!r}")
+        crop = crops[crop](*gt_maps.shape[-2:], device=gt_maps.device)
+    return mask & _as_mask(crop, 'crop', gt_maps)
 
 def _per_image_depth(gt, pred, valid, min_depth, max_depth, median_scaling, crop, errors, keys) -> dict:
     "The per-image protocol shared by `depth_metrics` and `make3d_metrics`."
-    g, p = _pair(gt, pred)
+    gt_maps, pred_maps = _pair(gt, pred)
     check_positive(pred, 'pred', allow_inf=True)
-    if not 0 <= min_depth < max_depth: raise DepthnbInputError(f'need 0 <= min_depth < max_depth, got {min_depth} and {max_depth}')
-    mask = (g > min_depth) & (g < max_depth)
-    if valid is not None: mask = mask & _as_mask(valid, 'valid', g)
-    if crop is not None:
-        if isinstance(crop, str):
-            crops = {'garg': garg_crop, 'eigen': eigen_crop}
-            if crop not in crops: raise DepthnbInputError(f"crop must be 'garg', 'eigen', a bool mask or None, got {crop!r}")
-            crop = crops[crop](*g.shape[-2:], device=g.device)
-        mask = mask & _as_mask(crop, 'crop', g)
+    if not 0 <= min_depth < max_depth:
+        raise DepthnbInputError(f'need 0 <= min_depth < max_depth, got {min_depth} and {max_depth}')
+    mask = _depth_mask(gt_maps, valid, min_depth, max_depth, crop)
     rows, ratios = [], []
-    for b in range(g.shape[0]):
-        gb, pb = g[b][mask[b]], p[b][mask[b]]
-        if gb.numel() == 0:
-            raise DepthnbInputError(f'image {b} of gt (shape {_shape(gt)}) has no valid pixel '
+    for image in range(gt_maps.shape[0]):
+        gt_pixels = gt_maps[image][mask[image]]
+        pred_pixels = pred_maps[image][mask[image]]
+        if gt_pixels.numel() == 0:
+            raise DepthnbInputError(f'image {image} of gt (shape {_shape(gt)}) has no valid pixel '
                                     f'({min_depth:g} < gt < {max_depth:g}, inside valid and crop)')
         if median_scaling:
-            r = _median(gb) / _median(pb)
-            if not bool(torch.isfinite(r) & (r > 0)):
-                raise DepthnbInputError(f'median scaling of image {b} failed: median of pred (shape {_shape(pred)}) is {float(_median(pb)):g}')
-            pb = pb * r
-            ratios.append(r)
-        rows.append(errors(gb, pb.clamp(min_depth, max_depth)))
+            ratio = _median(gt_pixels) / _median(pred_pixels)
+            if not bool(torch.isfinite(ratio) & (ratio > 0)):
+                raise DepthnbInputError(f'median scaling of image {image} failed: median of pred '
+                                        f'(shape {_shape(pred)}) is {float(_median(pred_pixels)):g}')
+            pred_pixels = pred_pixels * ratio
+            ratios.append(ratio)
+        rows.append(errors(gt_pixels, pred_pixels.clamp(min_depth, max_depth)))
     out = dict(zip(keys, torch.stack(rows).mean(0).tolist()))
-    if median_scaling: out['scale'] = float(torch.stack(ratios).mean())
+    if median_scaling:
+        out['scale'] = float(torch.stack(ratios).mean())
     return out
 
-def depth_metrics(gt: torch.Tensor, pred: torch.Tensor, valid: torch.Tensor | None = None, min_depth: float = 1e-3,
-                  max_depth: float = 80., median_scaling: bool = False, crop: str | torch.Tensor | None = None) -> dict:
-    """Eigen et al. (NIPS 2014) depth metrics with the KITTI Eigen-split protocol of monodepth2's `evaluate_depth.py`.
+def depth_metrics(gt: torch.Tensor, pred: torch.Tensor, valid: torch.Tensor | None = None,
+                  min_depth: float = 1e-3, max_depth: float = 80., median_scaling: bool = False,
+                  crop: str | torch.Tensor | None = None) -> dict:
+    """Eigen et al. (NIPS 2014) depth metrics with the KITTI Eigen-split protocol of monodepth2's
+    `evaluate_depth.py`.
 
     `gt`, `pred`: depths in metres, B×1×H×W (or H×W), same size (resize `pred` to the ground truth first).
     `pred` must be positive (+inf allowed; it is clamped). Pixels count where `min_depth < gt < max_depth`
@@ -142,47 +185,54 @@ def depth_metrics(gt: torch.Tensor, pred: torch.Tensor, valid: torch.Tensor | No
     averaged over images. Returns floats `abs_rel sq_rel rmse rmse_log a1 a2 a3` (a_k: fraction in [0, 1]
     of pixels with max(gt/pred, pred/gt) < 1.25ᵏ), plus `scale`, the mean median-scaling ratio, when
     `median_scaling`."""
-    return _per_image_depth(gt, pred, valid, min_depth, max_depth, median_scaling, crop, _eigen_errors, _EIGEN_KEYS)
+    return _per_image_depth(gt, pred, valid, min_depth, max_depth, median_scaling, crop,
+                            _eigen_errors, _EIGEN_KEYS)
 
 # %% ../nbs/03_metrics.ipynb #a535f10e
-def _positive_gt(gt, pred, valid):
-    g, p = _pair(gt, pred)
+def _positive_gt_pixels(gt, pred, valid) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per image, the 1-D ground-truth and predicted depths at the pixels with finite `gt` > 0 (inside
+    `valid`); `pred` must be positive."""
+    gt_maps, pred_maps = _pair(gt, pred)
     check_positive(pred, 'pred')
-    m = torch.isfinite(g) & (g > 0)
-    if valid is not None: m = m & _as_mask(valid, 'valid', g)
-    for b in range(g.shape[0]):
-        if not bool(m[b].any()): raise DepthnbInputError(f'image {b} of gt (shape {_shape(gt)}) has no valid pixel (finite gt > 0, inside valid)')
-    return g, p, m
+    mask = _known_gt(gt_maps, valid)
+    for image in range(gt_maps.shape[0]):
+        if not bool(mask[image].any()):
+            raise DepthnbInputError(f'image {image} of gt (shape {_shape(gt)}) has no valid pixel '
+                                    '(finite gt > 0, inside valid)')
+    return [(gt_maps[image][mask[image]], pred_maps[image][mask[image]]) for image in range(gt_maps.shape[0])]
 
 def silog(gt: torch.Tensor, pred: torch.Tensor, valid: torch.Tensor | None = None) -> float:
     """Scale-invariant log error of the KITTI depth benchmark (Eigen et al. NIPS 2014, eq. 3 with λ = 1;
     Uhrig et al. 3DV 2017): `100·√(mean(d²) − mean(d)²)`, `d = log pred − log gt`, per image, averaged
     over images. `gt`, `pred`: B×1×H×W (or H×W) depths (m), `pred` > 0; pixels with finite `gt` > 0
     (and `valid`) count."""
-    g, p, m = _positive_gt(gt, pred, valid)
-    vals = []
-    for b in range(g.shape[0]):
-        d = p[b][m[b]].log() - g[b][m[b]].log()
-        vals.append(((d * d).mean() - d.mean() ** 2).clamp(min=0).sqrt() * 100)
-    return float(torch.stack(vals).mean())
+    per_image = []
+    for gt_pixels, pred_pixels in _positive_gt_pixels(gt, pred, valid):
+        d = pred_pixels.log() - gt_pixels.log()
+        per_image.append(((d * d).mean() - d.mean() ** 2).clamp(min=0).sqrt() * 100)
+    return float(torch.stack(per_image).mean())
 
 def irmse(gt: torch.Tensor, pred: torch.Tensor, valid: torch.Tensor | None = None) -> float:
     """RMSE of inverse depth in 1/km (KITTI depth benchmark): `√mean (1000/gt − 1000/pred)²` per image,
     averaged over images. `gt`, `pred`: B×1×H×W (or H×W) depths (m), `pred` > 0; pixels with finite
     `gt` > 0 (and `valid`) count."""
-    g, p, m = _positive_gt(gt, pred, valid)
-    vals = [((1000 / g[b][m[b]] - 1000 / p[b][m[b]]) ** 2).mean().sqrt() for b in range(g.shape[0])]
-    return float(torch.stack(vals).mean())
+    per_image = []
+    for gt_pixels, pred_pixels in _positive_gt_pixels(gt, pred, valid):
+        per_image.append(((1000 / gt_pixels - 1000 / pred_pixels) ** 2).mean().sqrt())
+    return float(torch.stack(per_image).mean())
 
 # %% ../nbs/03_metrics.ipynb #a78392b2
 _MAKE3D_KEYS = ('abs_rel', 'sq_rel', 'rmse', 'log10', 'rmse_log10')
 
-def _make3d_errors(g: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    d, dl = g - p, g.log10() - p.log10()
-    return torch.stack(((d.abs() / g).mean(), (d * d / g).mean(), (d * d).mean().sqrt(), dl.abs().mean(), (dl * dl).mean().sqrt()))
+def _make3d_errors(gt: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+    "The five Make3D errors of two 1-D depth vectors, in the order of `_MAKE3D_KEYS`."
+    log10_diff = gt.log10() - pred.log10()
+    log10 = log10_diff.abs().mean()
+    rmse_log10 = (log10_diff * log10_diff).mean().sqrt()
+    return torch.stack((*_relative_errors(gt, pred), log10, rmse_log10))
 
-def make3d_metrics(gt: torch.Tensor, pred: torch.Tensor, valid: torch.Tensor | None = None, max_depth: float = 70.,
-                   median_scaling: bool = False, min_depth: float = 0.) -> dict:
+def make3d_metrics(gt: torch.Tensor, pred: torch.Tensor, valid: torch.Tensor | None = None,
+                   max_depth: float = 70., median_scaling: bool = False, min_depth: float = 0.) -> dict:
     """Make3D C1 errors (Saxena et al. TPAMI 2009; as evaluated by monodepth/monodepth2 and LSIM).
 
     `gt`, `pred`: B×1×H×W (or H×W) depths (m), `pred` > 0. Pixels with `min_depth < gt < max_depth`
@@ -190,11 +240,17 @@ def make3d_metrics(gt: torch.Tensor, pred: torch.Tensor, valid: torch.Tensor | N
     `[min_depth, max_depth]`. Per image, averaged over images. Returns floats `abs_rel sq_rel rmse log10`
     (C1: mean |log10 gt − log10 pred|) and `rmse_log10` (√mean of its square, the column monodepth2's
     script prints), plus `scale` with `median_scaling`."""
-    return _per_image_depth(gt, pred, valid, min_depth, max_depth, median_scaling, None, _make3d_errors, _MAKE3D_KEYS)
+    return _per_image_depth(gt, pred, valid, min_depth, max_depth, median_scaling, None,
+                            _make3d_errors, _MAKE3D_KEYS)
 
 # %% ../nbs/03_metrics.ipynb #c8a11359
+def _fraction(selected: torch.Tensor) -> float:
+    "The fraction of True values of a bool tensor, in [0, 1]."
+    return float(selected.double().mean())
+
 def disparity_metrics(gt: torch.Tensor, pred: torch.Tensor, valid: torch.Tensor | None = None) -> dict:
-    """Stereo disparity metrics pooled over all valid pixels of the batch (KITTI 2015 devkit, Menze & Geiger 2015).
+    """Stereo disparity metrics pooled over all valid pixels of the batch (KITTI 2015 devkit, Menze & Geiger
+    2015).
 
     `gt`, `pred`: B×1×H×W (or H×W) disparities (px); `pred` must be finite. Pixels count where `gt` is
     finite and > 0 (KITTI marks missing ground truth with 0, Middlebury with +inf) and, when given, `valid`
@@ -202,71 +258,93 @@ def disparity_metrics(gt: torch.Tensor, pred: torch.Tensor, valid: torch.Tensor 
     `epe` (mean |pred − gt|, px), `d1` (fraction with error > 3 px and > 5 % of gt), `bad1`, `bad2`, `bad3`
     (fractions with error > 1, 2, 3 px), and the int `pixels`, the number of pixels used (the weight
     to pool batches with). Fractions are in [0, 1]."""
-    g, p = _pair(gt, pred)
+    gt_maps, pred_maps = _pair(gt, pred)
     check_finite(pred, 'pred')
-    m = torch.isfinite(g) & (g > 0)
-    if valid is not None:
-        m = m & _as_mask(valid, 'valid', g)
-    _require(m, gt, 'finite gt > 0' + ('' if valid is None else ' inside valid'))
-    err = (p - g).abs()[m]
-    gv = g[m]
-    frac = lambda b: float(b.double().mean())
-    return dict(epe=float(err.mean()), d1=frac((err > 3) & (err > 0.05 * gv)),
-                bad1=frac(err > 1), bad2=frac(err > 2), bad3=frac(err > 3), pixels=int(m.sum()))
+    mask = _known_gt(gt_maps, valid)
+    _require(mask, gt, 'finite gt > 0' + ('' if valid is None else ' inside valid'))
+    error = (pred_maps - gt_maps).abs()[mask]
+    gt_pixels = gt_maps[mask]
+    return dict(epe=float(error.mean()), d1=_fraction((error > 3) & (error > 0.05 * gt_pixels)),
+                bad1=_fraction(error > 1), bad2=_fraction(error > 2), bad3=_fraction(error > 3),
+                pixels=int(mask.sum()))
 
 # %% ../nbs/03_metrics.ipynb #4b0e3c73
 def flow_metrics(gt: torch.Tensor, pred: torch.Tensor, valid: torch.Tensor | None = None,
                  noc: torch.Tensor | None = None) -> dict:
-    """Optical-flow metrics pooled over all valid pixels of the batch (KITTI 2015 devkit, Menze & Geiger 2015).
+    """Optical-flow metrics pooled over all valid pixels of the batch (KITTI 2015 devkit, Menze & Geiger
+    2015).
 
     `gt`, `pred`: B×2×H×W (or 2×H×W) flows (px); `pred` must be finite. Pixels count where both `gt`
     components are finite and `valid` (bool, B×1×H×W, B×H×W or H×W) holds. Returns floats `epe` (mean
     endpoint error), `fl_all` (fraction in [0, 1] with endpoint error > 3 px and > 5 % of |gt|), the int
     `pixels` (pixels used) and, when `noc` (bool mask of non-occluded pixels) is given, `epe_noc`, `fl_noc`
     and `pixels_noc` over `valid & noc`."""
-    g, p = _pair(gt, pred, 2)
+    gt_maps, pred_maps = _pair(gt, pred, 2)
     check_finite(pred, 'pred')
-    m = torch.isfinite(g).all(1, keepdim=True)
+    mask = torch.isfinite(gt_maps).all(1, keepdim=True)
     if valid is not None:
-        m = m & _as_mask(valid, 'valid', g[:, :1])
-    _require(m, gt, 'finite gt' + ('' if valid is None else ' inside valid'))
-    epe = (p - g).norm(dim=1, keepdim=True)
-    outlier = (epe > 3) & (epe > 0.05 * g.norm(dim=1, keepdim=True))
-    res = dict(epe=float(epe[m].mean()), fl_all=float(outlier[m].double().mean()), pixels=int(m.sum()))
+        mask = mask & _as_mask(valid, 'valid', gt_maps[:, :1])
+    _require(mask, gt, 'finite gt' + ('' if valid is None else ' inside valid'))
+    endpoint_error = (pred_maps - gt_maps).norm(dim=1, keepdim=True)
+    outlier = (endpoint_error > 3) & (endpoint_error > 0.05 * gt_maps.norm(dim=1, keepdim=True))
+    result = dict(epe=float(endpoint_error[mask].mean()), fl_all=_fraction(outlier[mask]),
+                  pixels=int(mask.sum()))
     if noc is not None:
-        mn = m & _as_mask(noc, 'noc', g[:, :1])
-        _require(mn, gt, 'finite gt inside valid & noc')
-        res.update(epe_noc=float(epe[mn].mean()), fl_noc=float(outlier[mn].double().mean()), pixels_noc=int(mn.sum()))
-    return res
+        noc_mask = mask & _as_mask(noc, 'noc', gt_maps[:, :1])
+        _require(noc_mask, gt, 'finite gt inside valid & noc')
+        result.update(epe_noc=float(endpoint_error[noc_mask].mean()), fl_noc=_fraction(outlier[noc_mask]),
+                      pixels_noc=int(noc_mask.sum()))
+    return result
 
 # %% ../nbs/03_metrics.ipynb #d976450e
-def confusion_matrix(pred: torch.Tensor, gt: torch.Tensor, num_classes: int, ignore_index: int | None = 255) -> torch.Tensor:
+def _check_labels(labels, name: str) -> None:
+    "Raise unless `labels` is an integer tensor."
+    is_tensor = isinstance(labels, torch.Tensor)
+    is_integer = is_tensor and not (labels.is_floating_point() or labels.is_complex())
+    is_integer = is_integer and labels.dtype != torch.bool
+    if not is_integer:
+        dtype = labels.dtype if is_tensor else type(labels).__name__
+        raise DepthnbInputError(f'{name} must be an integer label tensor, got {dtype} '
+                                f'with shape {_shape(labels)}')
+
+def _check_label_range(labels: torch.Tensor, name: str, original, num_classes: int) -> None:
+    "Raise unless every label of the 1-D `labels` is in [0, num_classes); `original`: the tensor as given."
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise DepthnbInputError(f'{name} (shape {_shape(original)}) has labels outside [0, {num_classes}) '
+                                f'and not ignore_index: range [{int(labels.min())}, {int(labels.max())}]')
+
+def confusion_matrix(pred: torch.Tensor, gt: torch.Tensor, num_classes: int,
+                     ignore_index: int | None = 255) -> torch.Tensor:
     """num_classes×num_classes int64 confusion matrix (rows: ground truth, columns: prediction) of integer
     label maps `pred` and `gt` of the same shape; pixels whose `gt` is `ignore_index` are skipped."""
-    for t, n in ((pred, 'pred'), (gt, 'gt')):
-        if not isinstance(t, torch.Tensor) or t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
-            raise DepthnbInputError(f'{n} must be an integer label tensor, got {getattr(t, "dtype", type(t).__name__)} with shape {_shape(t)}')
-    if pred.shape != gt.shape: raise DepthnbInputError(f'pred and gt must have the same shape, got {_shape(pred)} and {_shape(gt)}')
-    if not isinstance(num_classes, int) or num_classes < 1: raise DepthnbInputError(f'num_classes must be a positive int, got {num_classes!r}')
-    g, p = gt.reshape(-1).long(), pred.reshape(-1).long().to(gt.device)
-    keep = g != ignore_index if ignore_index is not None else torch.ones_like(g, dtype=torch.bool)
-    g, p = g[keep], p[keep]
-    for t, n, orig in ((g, 'gt', gt), (p, 'pred', pred)):
-        if t.numel() and (int(t.min()) < 0 or int(t.max()) >= num_classes):
-            raise DepthnbInputError(f'{n} (shape {_shape(orig)}) has labels outside [0, {num_classes}) and not ignore_index: '
-                                    f'range [{int(t.min())}, {int(t.max())}]')
-    return torch.bincount(g * num_classes + p, minlength=num_classes ** 2).reshape(num_classes, num_classes)
+    _check_labels(pred, 'pred')
+    _check_labels(gt, 'gt')
+    if pred.shape != gt.shape:
+        raise DepthnbInputError(f'pred and gt must have the same shape, got {_shape(pred)} and {_shape(gt)}')
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise DepthnbInputError(f'num_classes must be a positive int, got {num_classes!r}')
+    gt_labels = gt.reshape(-1).long()
+    pred_labels = pred.reshape(-1).long().to(gt.device)
+    if ignore_index is not None:
+        labelled = gt_labels != ignore_index
+        gt_labels, pred_labels = gt_labels[labelled], pred_labels[labelled]
+    _check_label_range(gt_labels, 'gt', gt, num_classes)
+    _check_label_range(pred_labels, 'pred', pred, num_classes)
+    pair_index = gt_labels * num_classes + pred_labels
+    return torch.bincount(pair_index, minlength=num_classes ** 2).reshape(num_classes, num_classes)
 
 def iou_from_confusion(cm: torch.Tensor) -> dict:
     """Per-class IoU = TP / (TP + FP + FN) and their mean from a confusion matrix (rows: gt, columns: pred).
-    Returns `miou` (float) and `iou` (list of floats; NaN for classes absent from both, left out of the mean)."""
+    Returns `miou` (float) and `iou` (list of floats; NaN for classes absent from both, left out of the
+    mean)."""
     if not isinstance(cm, torch.Tensor) or cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
         raise DepthnbInputError(f'cm must be a square C×C tensor, got shape {_shape(cm)}')
     cm = cm.double()
     tp = cm.diagonal()
     union = cm.sum(0) + cm.sum(1) - tp
     iou = torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, float('nan')))
-    if bool(torch.isnan(iou).all()): raise DepthnbInputError(f'cm (shape {_shape(cm)}) is empty: no labelled pixel')
+    if bool(torch.isnan(iou).all()):
+        raise DepthnbInputError(f'cm (shape {_shape(cm)}) is empty: no labelled pixel')
     return dict(miou=float(iou[~torch.isnan(iou)].mean()), iou=iou.tolist())
 
 def miou(pred: torch.Tensor, gt: torch.Tensor, num_classes: int, ignore_index: int | None = 255) -> dict:
@@ -276,16 +354,20 @@ def miou(pred: torch.Tensor, gt: torch.Tensor, num_classes: int, ignore_index: i
     return iou_from_confusion(confusion_matrix(pred, gt, num_classes, ignore_index))
 
 # %% ../nbs/03_metrics.ipynb #2662437d
-def _as_poses(p, name: str, min_n: int = 2) -> torch.Tensor:
+def _as_poses(poses, name: str, min_n: int = 2) -> torch.Tensor:
     "N×4×4 float64 poses from N×4×4, N×3×4 or N×12 (a KITTI poses file)."
-    if not isinstance(p, torch.Tensor): raise DepthnbInputError(f'{name} must be a torch.Tensor, got {type(p).__name__}')
-    x = p.reshape(-1, 3, 4) if (p.ndim == 2 and p.shape[1] == 12) else p
-    if x.ndim != 3 or tuple(x.shape[1:]) not in {(3, 4), (4, 4)} or x.shape[0] < min_n:
-        raise DepthnbInputError(f'{name} must be N×4×4, N×3×4 or N×12 poses with N >= {min_n}, got shape {_shape(p)}')
-    check_finite(p, name)
-    x = x.to(torch.float64)
-    if x.shape[1] == 3: x = torch.cat((x, x.new_tensor([0., 0, 0, 1]).expand(len(x), 1, 4)), 1)
-    return x
+    check_tensor(poses, name, ndim=None)
+    is_kitti_rows = poses.ndim == 2 and poses.shape[1] == 12
+    matrices = poses.reshape(-1, 3, 4) if is_kitti_rows else poses
+    if matrices.ndim != 3 or tuple(matrices.shape[1:]) not in {(3, 4), (4, 4)} or matrices.shape[0] < min_n:
+        raise DepthnbInputError(f'{name} must be N×4×4, N×3×4 or N×12 poses with N >= {min_n}, '
+                                f'got shape {_shape(poses)}')
+    check_finite(poses, name)
+    matrices = matrices.to(torch.float64)
+    if matrices.shape[1] == 3:
+        bottom_row = matrices.new_tensor([0., 0, 0, 1]).expand(len(matrices), 1, 4)
+        matrices = torch.cat((matrices, bottom_row), 1)
+    return matrices
 
 def _umeyama(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     "Similarity (s, R, t) minimising Σ|y − (s R x + t)|² for N×3 points x, y (Umeyama, TPAMI 1991)."
@@ -293,25 +375,33 @@ def _umeyama(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     xc, yc = x - mx, y - my
     U, D, Vh = torch.linalg.svd(yc.T @ xc / len(x))
     S = torch.ones(3, dtype=x.dtype, device=x.device)
-    if torch.det(U) * torch.det(Vh) < 0: S[2] = -1
+    if torch.det(U) * torch.det(Vh) < 0:
+        S[2] = -1
     R = U @ torch.diag(S) @ Vh
     s = (D * S).sum() / (xc * xc).sum(1).mean()
     return s, R, my - s * R @ mx
 
-def _align(gt: torch.Tensor, pr: torch.Tensor, align: str | None) -> torch.Tensor:
-    if align is None: return pr
-    pr, g, p = pr.clone(), gt[:, :3, 3], pr[:, :3, 3]
+def _align(gt: torch.Tensor, pred: torch.Tensor, align: str | None) -> torch.Tensor:
+    "`pred` (N×4×4) with its positions aligned to `gt`'s: `None`, `'scale'` (least squares) or `'sim3'`."
+    if align is None:
+        return pred
+    aligned = pred.clone()
+    gt_positions, pred_positions = gt[:, :3, 3], pred[:, :3, 3]
     if align == 'scale':
-        den = (p * p).sum()
-        if den == 0: raise DepthnbInputError('pred_poses do not move: cannot align their scale')
-        pr[:, :3, 3] *= (g * p).sum() / den
+        squared_norm = (pred_positions * pred_positions).sum()
+        if squared_norm == 0:
+            raise DepthnbInputError('pred_poses do not move: cannot align their scale')
+        aligned[:, :3, 3] *= (gt_positions * pred_positions).sum() / squared_norm
     elif align == 'sim3':
-        s, R, t = _umeyama(p, g)
-        A = torch.eye(4, dtype=pr.dtype, device=pr.device); A[:3, :3], A[:3, 3] = R, t
-        pr[:, :3, 3] *= s
-        pr = A @ pr
-    else: raise DepthnbInputError(f"align must be None, 'scale' or 'sim3', got {align!r}")
-    return pr
+        s, R, t = _umeyama(pred_positions, gt_positions)
+        similarity = torch.eye(4, dtype=pred.dtype, device=pred.device)
+        similarity[:3, :3] = R
+        similarity[:3, 3] = t
+        aligned[:, :3, 3] *= s
+        aligned = similarity @ aligned
+    else:
+        raise DepthnbInputError(f"align must be None, 'scale' or 'sim3', got {align!r}")
+    return aligned
 
 def trajectory_errors(gt_poses: torch.Tensor, pred_poses: torch.Tensor,
                       lengths: Sequence[float] = (100, 200, 300, 400, 500, 600, 700, 800), step: int = 10,
@@ -325,26 +415,36 @@ def trajectory_errors(gt_poses: torch.Tensor, pred_poses: torch.Tensor,
     `r_err` the rotation angle of E / length, in degrees per 100 m. `align`: None, `'scale'` (least-squares
     scale of the predicted positions) or `'sim3'` (Umeyama similarity), applied to the whole trajectory
     first, for monocular predictions."""
-    gt, pr = _as_poses(gt_poses, 'gt_poses'), _as_poses(pred_poses, 'pred_poses')
-    if len(gt) != len(pr): raise DepthnbInputError(f'gt_poses and pred_poses must have the same length, got {_shape(gt_poses)} and {_shape(pred_poses)}')
-    if not (isinstance(step, int) and step > 0): raise DepthnbInputError(f'step must be a positive int, got {step!r}')
-    L = torch.as_tensor(lengths, dtype=torch.float64, device=gt.device).reshape(-1)
-    if L.numel() == 0 or bool((L <= 0).any()): raise DepthnbInputError(f'lengths must be positive, got {lengths!r}')
-    pr = _align(gt, pr.to(gt.device), align)
-    pos = gt[:, :3, 3]
-    dist = torch.cat((pos.new_zeros(1), (pos[1:] - pos[:-1]).norm(dim=1).cumsum(0)))
+    gt, pred = _as_poses(gt_poses, 'gt_poses'), _as_poses(pred_poses, 'pred_poses')
+    if len(gt) != len(pred):
+        raise DepthnbInputError(f'gt_poses and pred_poses must have the same length, '
+                                f'got {_shape(gt_poses)} and {_shape(pred_poses)}')
+    if not (isinstance(step, int) and step > 0):
+        raise DepthnbInputError(f'step must be a positive int, got {step!r}')
+    segment_lengths = torch.as_tensor(lengths, dtype=torch.float64, device=gt.device).reshape(-1)
+    if segment_lengths.numel() == 0 or bool((segment_lengths <= 0).any()):
+        raise DepthnbInputError(f'lengths must be positive, got {lengths!r}')
+    pred = _align(gt, pred.to(gt.device), align)
+    positions = gt[:, :3, 3]
+    travelled = torch.cat((positions.new_zeros(1), (positions[1:] - positions[:-1]).norm(dim=1).cumsum(0)))
     first = torch.arange(0, len(gt), step, device=gt.device)
-    last = torch.searchsorted(dist, (dist[first][:, None] + L[None]).contiguous(), right=True)  # first frame beyond
-    ok = last < len(gt)
-    if not bool(ok.any()):
-        raise DepthnbInputError(f'gt_poses (shape {_shape(gt_poses)}) travel {float(dist[-1]):.1f} m, '
-                                f'not more than the shortest segment length {float(L.min()):g} m')
-    f, l, ln = first[:, None].expand_as(last)[ok], last[ok], L[None].expand_as(last)[ok]
+    # per start frame and length: the first frame beyond that distance (len(gt) when there is none)
+    targets = (travelled[first][:, None] + segment_lengths[None]).contiguous()
+    last = torch.searchsorted(travelled, targets, right=True)
+    complete = last < len(gt)
+    if not bool(complete.any()):
+        shortest = float(segment_lengths.min())
+        raise DepthnbInputError(f'gt_poses (shape {_shape(gt_poses)}) travel {float(travelled[-1]):.1f} m, '
+                                f'not more than the shortest segment length {shortest:g} m')
+    f = first[:, None].expand_as(last)[complete]
+    l = last[complete]
+    length = segment_lengths[None].expand_as(last)[complete]
     inv = torch.linalg.inv
-    E = inv(inv(pr[f]) @ pr[l]) @ (inv(gt[f]) @ gt[l])
-    r = torch.acos(((E[:, 0, 0] + E[:, 1, 1] + E[:, 2, 2] - 1) / 2).clamp(-1, 1))
-    t = E[:, :3, 3].norm(dim=1)
-    return dict(t_err=float((t / ln).mean() * 100), r_err=float((r / ln).mean() * 180 / math.pi * 100))
+    E = inv(inv(pred[f]) @ pred[l]) @ (inv(gt[f]) @ gt[l])
+    rotation_angle = torch.acos(((E[:, 0, 0] + E[:, 1, 1] + E[:, 2, 2] - 1) / 2).clamp(-1, 1))
+    translation = E[:, :3, 3].norm(dim=1)
+    return dict(t_err=float((translation / length).mean() * 100),
+                r_err=float((rotation_angle / length).mean() * 180 / math.pi * 100))
 
 # %% ../nbs/03_metrics.ipynb #a6cd1cc1
 def snippet_positions(rel_poses: torch.Tensor) -> torch.Tensor:
@@ -352,28 +452,40 @@ def snippet_positions(rel_poses: torch.Tensor) -> torch.Tensor:
     `rel_poses[i] = T_{i+1→i}` (4×4, 3×4 or 12 values; takes points of frame i+1 into frame i, i.e. the
     pose of camera i+1 in camera i): the position of frame k is the translation of
     `T_{1→0} ⋯ T_{k→k−1}` (monodepth2's `dump_xyz`)."""
-    rel = _as_poses(rel_poses, 'rel_poses', min_n=1)
-    P, out = torch.eye(4, dtype=rel.dtype, device=rel.device), [rel.new_zeros(3)]
-    for T in rel:
-        P = P @ T
-        out.append(P[:3, 3])
-    return torch.stack(out).to(rel_poses.dtype if rel_poses.is_floating_point() else torch.float64)
+    relative = _as_poses(rel_poses, 'rel_poses', min_n=1)
+    pose = torch.eye(4, dtype=relative.dtype, device=relative.device)
+    positions = [relative.new_zeros(3)]
+    for step in relative:
+        pose = pose @ step
+        positions.append(pose[:3, 3])
+    dtype = rel_poses.dtype if rel_poses.is_floating_point() else torch.float64
+    return torch.stack(positions).to(dtype)
 
 def ate(gt_xyz: torch.Tensor, pred_xyz: torch.Tensor, true_rmse: bool = False) -> float:
-    """Absolute trajectory error of a snippet as SfMLearner (Zhou et al. CVPR 2017) and monodepth2 compute it.
+    """Absolute trajectory error of a snippet as SfMLearner (Zhou et al. CVPR 2017) and monodepth2 compute
+    it.
 
     `gt_xyz`, `pred_xyz`: N×3 positions (N >= 2). Both are moved so that their first frame is at the
     origin, the prediction is scaled by `s = Σ gt·pred / Σ pred²`, and the error `e = s·pred − gt` is
     reported as `√Σ|e|² / N` (the published formula) or, with `true_rmse`, as `√(Σ|e|² / N)`."""
-    g, p = (_xyz(t, n) for t, n in ((gt_xyz, 'gt_xyz'), (pred_xyz, 'pred_xyz')))
-    if g.shape != p.shape: raise DepthnbInputError(f'gt_xyz and pred_xyz must have the same shape, got {_shape(gt_xyz)} and {_shape(pred_xyz)}')
-    g, p = g - g[0], (p - p[0]).to(g.device)
-    den = (p * p).sum()
-    if den == 0: raise DepthnbInputError(f'pred_xyz (shape {_shape(pred_xyz)}) does not move: the scale is undefined')
-    e2 = ((p * ((g * p).sum() / den) - g) ** 2).sum()
-    return float((e2 / len(g)).sqrt() if true_rmse else e2.sqrt() / len(g))
+    gt = _xyz(gt_xyz, 'gt_xyz')
+    pred = _xyz(pred_xyz, 'pred_xyz')
+    if gt.shape != pred.shape:
+        raise DepthnbInputError(f'gt_xyz and pred_xyz must have the same shape, '
+                                f'got {_shape(gt_xyz)} and {_shape(pred_xyz)}')
+    gt = gt - gt[0]
+    pred = (pred - pred[0]).to(gt.device)
+    squared_norm = (pred * pred).sum()
+    if squared_norm == 0:
+        raise DepthnbInputError(f'pred_xyz (shape {_shape(pred_xyz)}) does not move: the scale is undefined')
+    scale = (gt * pred).sum() / squared_norm
+    squared_error = ((pred * scale - gt) ** 2).sum()
+    return float((squared_error / len(gt)).sqrt() if true_rmse else squared_error.sqrt() / len(gt))
 
-def _xyz(t, name: str) -> torch.Tensor:
-    if not isinstance(t, torch.Tensor) or t.ndim != 2 or t.shape[1] != 3 or t.shape[0] < 2:
-        raise DepthnbInputError(f'{name} must be an N×3 tensor of positions with N >= 2, got shape {_shape(t)}')
-    return check_finite(t, name).to(torch.float64)
+def _xyz(positions, name: str) -> torch.Tensor:
+    "N×3 float64 positions (N >= 2), checked to be finite."
+    is_n_by_3 = isinstance(positions, torch.Tensor) and positions.ndim == 2 and positions.shape[1] == 3
+    if not is_n_by_3 or positions.shape[0] < 2:
+        raise DepthnbInputError(f'{name} must be an N×3 tensor of positions with N >= 2, '
+                                f'got shape {_shape(positions)}')
+    return check_finite(positions, name).to(torch.float64)

@@ -5,7 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = ['depthnb', 'depthnb.core', 'depthnb.geometry', 'depthnb.losses', 'depthnb.metrics',
@@ -106,9 +105,6 @@ def long_library_lines() -> list[str]:
     return found
 
 
-# Not strict until every notebook is cleaned: modules of other notebooks still had long lines when this test
-# was added (see the failure message for which). Remove the mark once the list is empty.
-@pytest.mark.xfail(strict=False, reason='some exported modules still have lines over 110 characters')
 def test_library_lines_fit_in_110_characters():
     found = long_library_lines()
     files = sorted({entry.split(':')[0] for entry in found})

@@ -5,14 +5,14 @@
 # %% ../../nbs/52_analysis_gradients.ipynb #d641007f
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from ..core import DepthnbInputError, check_tensor, check_same_size, check_finite
-from ..geometry import warp_by_disparity, resize_disparity
-from ..losses import photometric_error, feature_reconstruction
+from ..geometry import resize_disparity
+from ..methods.dfr import feature_maps, photometric_maps
 
 # %% auto #0
 __all__ = ['KINDS', 'reconstruction_error', 'disparity_gradient', 'toward_gt', 'basin_width', 'gradient_reach', 'level_curve',
@@ -24,28 +24,35 @@ KINDS = ('ph', 'feature')
 def reconstruction_error(ref: torch.Tensor, src: torch.Tensor, disp: torch.Tensor, kind: str = 'ph',
                          metric: str = 'cosine', alpha: float = 0.85) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-pixel reconstruction loss of warping `src` (right view, B×C×H×W) into `ref` (left view) by `disp`
-    (B×1×H×W, px): `photometric_error(ref, W(src, d), alpha)` for `kind='ph'` (images), or
-    `feature_reconstruction(ref, W(src, d), metric)` for `kind='feature'` (feature maps; DFR's `L_cos`).
+    (B×1×H×W, px), computed by DFR's own loss maps at one scale: `photometric_maps` for `kind='ph'` (images;
+    `photometric_error(ref, W(src, d), alpha)`), or `feature_maps` for `kind='feature'` (feature maps;
+    DFR's `L_cos`, `feature_reconstruction(ref, W(src, d), metric)`).
     Returns `(error B×1×H×W, valid B×1×H×W bool)`."""
     if kind not in KINDS:
         raise DepthnbInputError(f'kind must be one of {KINDS}, got {kind!r}')
     check_tensor(ref, 'ref', 4, floating=True)
     check_tensor(src, 'src', 4, floating=True)
     check_same_size(ref, src, 'ref', 'src', 'BCHW')
-    warped, valid = warp_by_disparity(src, disp)
+    check_tensor(disp, 'disp', 4, 1, floating=True)
+    check_same_size(ref, disp, 'ref', 'disp')          # the DFR maps would resize a disparity of another size
     if kind == 'ph':
-        err = photometric_error(ref, warped, alpha)
+        maps = photometric_maps(ref, src, [disp], alpha)
     else:
-        err = feature_reconstruction(ref, warped, metric)
-    return err, valid
+        maps = feature_maps([ref], [src], disp, metric)
+    return maps[0]
 
 # %% ../../nbs/52_analysis_gradients.ipynb #c2e11493
 def _check_offsets(offsets, name: str = 'offsets') -> torch.Tensor:
+    "Raise unless `offsets` is a non-empty, finite, floating-point 1-D tensor; return it."
     check_tensor(offsets, name, 1, floating=True)
     if offsets.numel() == 0:
         raise DepthnbInputError(f'{name} must not be empty')
     check_finite(offsets, name)
     return offsets
+
+def _repeat(tensor: torch.Tensor, times: int) -> torch.Tensor:
+    "`tensor` (B×…) repeated `times` times along the batch: (times·B)×…, copy k being rows k·B to (k+1)·B."
+    return tensor.expand(times, *tensor.shape).flatten(0, 1)
 
 def disparity_gradient(ref: torch.Tensor, src: torch.Tensor, disp_gt: torch.Tensor, offsets: torch.Tensor,
                        kind: str = 'ph', metric: str = 'cosine', alpha: float = 0.85,
@@ -65,16 +72,17 @@ def disparity_gradient(ref: torch.Tensor, src: torch.Tensor, disp_gt: torch.Tens
         raise DepthnbInputError(f'chunk must be a positive int, got {chunk!r}')
     offsets = offsets.to(disp_gt)
     grads, valids = [], []
-    rep = lambda t, k: t.expand(k, *t.shape).flatten(0, 1)
-    for o in offsets.split(chunk):
-        k = len(o)
-        d = (disp_gt.detach()[None] + o.view(-1, 1, 1, 1, 1)).flatten(0, 1).requires_grad_(True)
+    for chunk_offsets in offsets.split(chunk):
+        count = len(chunk_offsets)
+        disp = (disp_gt.detach()[None] + chunk_offsets.view(-1, 1, 1, 1, 1)).flatten(0, 1)
+        disp.requires_grad_(True)
         with torch.enable_grad():
-            ref_k, src_k = rep(ref.detach(), k), rep(src.detach(), k)
-            err, valid = reconstruction_error(ref_k, src_k, d, kind, metric, alpha)
-            g, = torch.autograd.grad((err * valid).sum(), d)
-        grads.append(g.view(k, *disp_gt.shape))
-        valids.append(valid.view(k, *disp_gt.shape))
+            ref_copies = _repeat(ref.detach(), count)
+            src_copies = _repeat(src.detach(), count)
+            error, valid = reconstruction_error(ref_copies, src_copies, disp, kind, metric, alpha)
+            grad, = torch.autograd.grad((error * valid).sum(), disp)
+        grads.append(grad.view(count, *disp_gt.shape))
+        valids.append(valid.view(count, *disp_gt.shape))
     return torch.cat(grads), torch.cat(valids)
 
 def toward_gt(grad: torch.Tensor, offsets: torch.Tensor, mask: torch.Tensor | None = None,
@@ -91,22 +99,36 @@ def toward_gt(grad: torch.Tensor, offsets: torch.Tensor, mask: torch.Tensor | No
             f'grad has {grad.shape[0]} offsets in dim 0 but offsets has {offsets.numel()}')
     if reduce not in ('mean', 'fraction'):
         raise DepthnbInputError(f"reduce must be 'mean' or 'fraction', got {reduce!r}")
-    m = torch.ones_like(grad, dtype=torch.bool) if mask is None else mask.bool()
+    selected = torch.ones_like(grad, dtype=torch.bool) if mask is None else mask.bool()
     try:
-        m = torch.broadcast_to(m, grad.shape).to(grad.dtype)
+        weights = torch.broadcast_to(selected, grad.shape).to(grad.dtype)
     except RuntimeError:
         raise DepthnbInputError(f'mask (shape {tuple(mask.shape)}) does not broadcast to grad '
                                 f'(shape {tuple(grad.shape)})') from None
-    s = torch.sign(offsets.to(grad)).view(-1, 1, 1, 1, 1)
-    zero = (s == 0).expand_as(grad)
-    v = s * grad if reduce == 'mean' else (s * grad > 0).to(grad.dtype)
+    sign = torch.sign(offsets.to(grad)).view(-1, 1, 1, 1, 1)
+    at_zero = (sign == 0).expand_as(grad)
     if reduce == 'mean':
-        v = torch.where(zero, grad, v)
+        per_pixel = torch.where(at_zero, grad, sign * grad)
     else:
-        v = torch.where(zero, (grad == 0).to(grad.dtype), v)
-    return (v * m).sum((1, 2, 3, 4)) / m.sum((1, 2, 3, 4)).clamp(min=1)
+        per_pixel = torch.where(at_zero, (grad == 0).to(grad.dtype), (sign * grad > 0).to(grad.dtype))
+    return (per_pixel * weights).sum((1, 2, 3, 4)) / weights.sum((1, 2, 3, 4)).clamp(min=1)
 
 # %% ../../nbs/52_analysis_gradients.ipynb #c8adbaa2
+def _side_curve(offsets: torch.Tensor, signed_grad: torch.Tensor,
+                on_side: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    "`(|δ|, signed_grad)` at the offsets selected by the bool `on_side`, ordered away from 0."
+    distance, values = offsets[on_side].abs(), signed_grad[on_side]
+    order = distance.argsort()
+    return distance[order], values[order]
+
+def _per_side(offsets: torch.Tensor, side: str, width: Callable[[torch.Tensor], float]) -> float:
+    "`width` of the negative (`side='neg'`) or positive (`'pos'`) offsets, or the smaller of both (`'both'`)."
+    if side == 'neg':
+        return width(offsets < 0)
+    if side == 'pos':
+        return width(offsets > 0)
+    return min(width(offsets < 0), width(offsets > 0))
+
 def basin_width(offsets: torch.Tensor, signed_grad: torch.Tensor, side: str = 'both',
                 threshold: float = 0.) -> float:
     """Width of the basin of attraction (px, poster problem 5): the largest `|δ|` on the grid `offsets`
@@ -123,19 +145,14 @@ def basin_width(offsets: torch.Tensor, signed_grad: torch.Tensor, side: str = 'b
     if side not in ('neg', 'pos', 'both'):
         raise DepthnbInputError(f"side must be 'neg', 'pos' or 'both', got {side!r}")
     signed_grad = signed_grad.to(offsets.device)
-    def one(sel):                         # offsets on one side, ordered away from 0
-        o, g = offsets[sel].abs(), signed_grad[sel]
-        order = o.argsort()
-        o, g = o[order], g[order]
-        bad = (~(g > threshold)).nonzero()
-        n = int(bad[0]) if len(bad) else len(o)
-        return float(o[n - 1]) if n else 0.
 
-    if side == 'neg':
-        return one(offsets < 0)
-    if side == 'pos':
-        return one(offsets > 0)
-    return min(one(offsets < 0), one(offsets > 0))
+    def side_width(on_side: torch.Tensor) -> float:
+        distance, values = _side_curve(offsets, signed_grad, on_side)
+        failing = (~(values > threshold)).nonzero()
+        inside = int(failing[0]) if len(failing) else len(distance)     # offsets before the first failure
+        return float(distance[inside - 1]) if inside else 0.
+
+    return _per_side(offsets, side, side_width)
 
 # %% ../../nbs/52_analysis_gradients.ipynb #fbd11a0c
 def gradient_reach(offsets: torch.Tensor, signed_grad: torch.Tensor, level: float = 0.5,
@@ -150,27 +167,26 @@ def gradient_reach(offsets: torch.Tensor, signed_grad: torch.Tensor, level: floa
     if not 0 < level < 1:
         raise DepthnbInputError(f'level must be in (0, 1), got {level!r}')
     signed_grad = signed_grad.to(offsets.device)
-    thr = level * float(signed_grad.max())
-    def one(sel):
-        o, g = offsets[sel].abs(), signed_grad[sel]
-        order = o.argsort()
-        o, g = o[order], g[order]
-        if not len(o) or float(g.max()) <= thr or thr <= 0:
-            return 0.
-        k = int(g.argmax())
-        below = (~(g[k:] > thr)).nonzero()
-        return float(o[k + int(below[0]) - 1]) if len(below) else float(o[-1])
+    threshold = level * float(signed_grad.max())
 
-    if side == 'neg':
-        return one(offsets < 0)
-    if side == 'pos':
-        return one(offsets > 0)
-    return min(one(offsets < 0), one(offsets > 0))
+    def side_reach(on_side: torch.Tensor) -> float:
+        distance, values = _side_curve(offsets, signed_grad, on_side)
+        if not len(distance) or float(values.max()) <= threshold or threshold <= 0:
+            return 0.
+        peak = int(values.argmax())
+        below = (~(values[peak:] > threshold)).nonzero()
+        if not len(below):
+            return float(distance[-1])
+        return float(distance[peak + int(below[0]) - 1])
+
+    return _per_side(offsets, side, side_reach)
 
 # %% ../../nbs/52_analysis_gradients.ipynb #fa541472
 def _pool_mask(mask: torch.Tensor, size) -> torch.Tensor:
     "A coarse pixel is kept when all of its fine pixels are."
-    return mask if mask.shape[-2:] == tuple(size) else F.adaptive_avg_pool2d(mask.float(), size) > 1 - 1e-6
+    if mask.shape[-2:] == tuple(size):
+        return mask
+    return F.adaptive_avg_pool2d(mask.float(), size) > 1 - 1e-6
 
 def level_curve(ref: torch.Tensor, src: torch.Tensor, disp_gt: torch.Tensor, offsets: torch.Tensor,
                 mask: torch.Tensor | None = None, kind: str = 'ph', reduce: str = 'mean',
@@ -183,15 +199,15 @@ def level_curve(ref: torch.Tensor, src: torch.Tensor, disp_gt: torch.Tensor, off
     check_tensor(ref, 'ref', 4, floating=True)
     _check_offsets(offsets)
     size = ref.shape[-2:]
-    scale = size[1] / disp_gt.shape[-1]
-    d = resize_disparity(disp_gt, size)
-    g, valid = disparity_gradient(ref, src, d, offsets.to(d) * scale, kind=kind, **kw)
-    keep = valid.all(0)
+    scale = size[1] / disp_gt.shape[-1]                  # level px per full-resolution px
+    disp_level = resize_disparity(disp_gt, size)
+    grad, valid = disparity_gradient(ref, src, disp_level, offsets.to(disp_level) * scale, kind=kind, **kw)
+    used = valid.all(0)
     if mask is not None:
         check_tensor(mask, 'mask', 4, 1)
         check_same_size(mask, disp_gt, 'mask', 'disp_gt')
-        keep = keep & _pool_mask(mask, size)
-    return toward_gt(g * scale, offsets, keep, reduce)
+        used = used & _pool_mask(mask, size)
+    return toward_gt(grad * scale, offsets, used, reduce)
 
 def ph_curves(left: torch.Tensor, right: torch.Tensor, disp_gt: torch.Tensor, offsets: torch.Tensor,
               scales: Sequence[int] = (0, 1, 2, 3), mask: torch.Tensor | None = None, alpha: float = 0.85,
@@ -204,12 +220,14 @@ def ph_curves(left: torch.Tensor, right: torch.Tensor, disp_gt: torch.Tensor, of
     check_same_size(left, right, 'left', 'right', 'BCHW')
     h, w = left.shape[-2:]
     out = []
-    for s in scales:
-        if not (isinstance(s, int) and s >= 0):
-            raise DepthnbInputError(f'scales must be non-negative ints, got {s!r}')
-        size = (-(-h // 2 ** s), -(-w // 2 ** s))
-        l, r = (F.adaptive_avg_pool2d(t, size) if s else t for t in (left, right))
-        out.append(level_curve(l, r, disp_gt, offsets, mask, 'ph', reduce, alpha=alpha, chunk=chunk))
+    for scale in scales:
+        if not (isinstance(scale, int) and scale >= 0):
+            raise DepthnbInputError(f'scales must be non-negative ints, got {scale!r}')
+        size = (-(-h // 2 ** scale), -(-w // 2 ** scale))          # ceil(h / 2^s), ceil(w / 2^s)
+        left_scaled = F.adaptive_avg_pool2d(left, size) if scale else left
+        right_scaled = F.adaptive_avg_pool2d(right, size) if scale else right
+        out.append(level_curve(left_scaled, right_scaled, disp_gt, offsets, mask, 'ph', reduce,
+                               alpha=alpha, chunk=chunk))
     return out
 
 def dfr_curves(features_l: Sequence[torch.Tensor], features_r: Sequence[torch.Tensor], disp_gt: torch.Tensor,
@@ -221,6 +239,6 @@ def dfr_curves(features_l: Sequence[torch.Tensor], features_r: Sequence[torch.Te
     if len(features_l) != len(features_r) or not len(features_l):
         raise DepthnbInputError('features_l and features_r must be non-empty lists of the same length, '
                                 f'got {len(features_l)} and {len(features_r)}')
-    return [level_curve(fl.detach(), fr.detach(), disp_gt, offsets, mask, 'feature', reduce, metric=metric,
-                        chunk=chunk)
-            for fl, fr in zip(features_l, features_r)]
+    return [level_curve(level_l.detach(), level_r.detach(), disp_gt, offsets, mask, 'feature', reduce,
+                        metric=metric, chunk=chunk)
+            for level_l, level_r in zip(features_l, features_r)]

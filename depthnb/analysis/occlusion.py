@@ -26,99 +26,139 @@ _all_ = ['discontinuity_mask']
 # %% ../../nbs/53_analysis_occlusion.ipynb #53baf57e
 def distance_to_mask(mask: torch.Tensor) -> torch.Tensor:
     """Euclidean distance (px) of every pixel to the nearest True pixel of `mask` (B×1×H×W bool) in the same
-    image; 0 on the mask, `inf` where an image has no True pixel. Returns float32 B×1×H×W on `mask`'s device."""
+    image; 0 on the mask, `inf` where an image has no True pixel. Returns float32 B×1×H×W on `mask`'s
+    device."""
     from scipy.ndimage import distance_transform_edt
     check_tensor(mask, 'mask', 4, 1)
-    if mask.dtype != torch.bool: raise DepthnbInputError(f'mask must be a bool tensor, got {mask.dtype}')
-    m = mask.detach().cpu().numpy()
-    out = np.full(m.shape, np.inf, dtype=np.float32)
-    for b in range(m.shape[0]):
-        if m[b, 0].any(): out[b, 0] = distance_transform_edt(~m[b, 0])
-    return torch.from_numpy(out).to(mask.device)
+    if mask.dtype != torch.bool:
+        raise DepthnbInputError(f'mask must be a bool tensor, got {mask.dtype}')
+    masks = mask.detach().cpu().numpy()
+    distances = np.full(masks.shape, np.inf, dtype=np.float32)
+    for image in range(masks.shape[0]):
+        if masks[image, 0].any():
+            distances[image, 0] = distance_transform_edt(~masks[image, 0])
+    return torch.from_numpy(distances).to(mask.device)
 
 # %% ../../nbs/53_analysis_occlusion.ipynb #fd60701c
-def error_by_distance(value: torch.Tensor, distance: torch.Tensor, bins, valid: torch.Tensor | None = None
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean of `value` (B×1×H×W) over the pixels whose `distance` (B×1×H×W, e.g. from `distance_to_mask`) lies in
-    `[bins[i], bins[i+1])`, for `bins` a strictly increasing sequence of K+1 edges (`inf` allowed as the last);
-    pixels where `valid` (B×1×H×W bool) is False or `value` is not finite are left out.
-    Returns `(means K, counts K)`; an empty bin's mean is nan (poster problems 1 and 3)."""
-    check_tensor(value, 'value', 4, 1, floating=True); check_tensor(distance, 'distance', 4, 1, floating=True)
-    check_same_size(value, distance, 'value', 'distance')
-    edges = torch.as_tensor(bins, dtype=value.dtype, device=value.device)
-    if edges.ndim != 1 or edges.numel() < 2: raise DepthnbInputError(f'bins must be a 1-D sequence of ≥ 2 edges, got {bins!r}')
+def _check_map_like(tensor: torch.Tensor, name: str, ref: torch.Tensor, ref_name: str) -> None:
+    "Raise unless `tensor` is a one-channel B×1×H×W map of `ref`'s batch size and image size."
+    check_tensor(tensor, name, 4, 1)
+    check_same_size(tensor, ref, name, ref_name)
+
+def _distance_edges(bins, like: torch.Tensor) -> torch.Tensor:
+    "`bins` as a strictly increasing 1-D tensor of ≥ 2 edges, in `like`'s dtype and device."
+    edges = torch.as_tensor(bins, dtype=like.dtype, device=like.device)
+    if edges.ndim != 1 or edges.numel() < 2:
+        raise DepthnbInputError(f'bins must be a 1-D sequence of ≥ 2 edges, got {bins!r}')
     if torch.isnan(edges).any() or not bool((edges[1:] > edges[:-1]).all()):
         raise DepthnbInputError(f'bins must be strictly increasing, got {edges.tolist()}')
-    keep = torch.isfinite(value) & ~torch.isnan(distance) & (distance >= edges[0]) & (distance < edges[-1])
+    return edges
+
+def error_by_distance(value: torch.Tensor, distance: torch.Tensor, bins, valid: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean of `value` (B×1×H×W) over the pixels whose `distance` (B×1×H×W, e.g. from `distance_to_mask`)
+    lies in `[bins[i], bins[i+1])`, for `bins` a strictly increasing sequence of K+1 edges (`inf` allowed as
+    the last); pixels where `valid` (B×1×H×W bool) is False or `value` is not finite are left out.
+    Returns `(means K, counts K)`; an empty bin's mean is nan (poster problems 1 and 3)."""
+    check_tensor(value, 'value', 4, 1, floating=True)
+    check_tensor(distance, 'distance', 4, 1, floating=True)
+    check_same_size(value, distance, 'value', 'distance')
+    edges = _distance_edges(bins, value)
+    counted = torch.isfinite(value) & ~torch.isnan(distance) & (distance >= edges[0]) & (distance < edges[-1])
     if valid is not None:
-        check_tensor(valid, 'valid', 4, 1); check_same_size(valid, value, 'valid', 'value')
-        keep = keep & valid.bool()
-    idx = torch.bucketize(distance[keep], edges, right=True) - 1
-    k = edges.numel() - 1
-    counts = torch.zeros(k, dtype=value.dtype, device=value.device).index_add_(0, idx, torch.ones_like(idx, dtype=value.dtype))
-    sums = torch.zeros(k, dtype=value.dtype, device=value.device).index_add_(0, idx, value[keep])
-    return torch.where(counts > 0, sums / counts.clamp(min=1), torch.full_like(sums, float('nan'))), counts
+        _check_map_like(valid, 'valid', value, 'value')
+        counted = counted & valid.bool()
+    bin_index = torch.bucketize(distance[counted], edges, right=True) - 1
+    num_bins = edges.numel() - 1
+    counts = torch.zeros(num_bins, dtype=value.dtype, device=value.device)
+    counts.index_add_(0, bin_index, torch.ones_like(bin_index, dtype=value.dtype))
+    sums = torch.zeros(num_bins, dtype=value.dtype, device=value.device)
+    sums.index_add_(0, bin_index, value[counted])
+    means = torch.where(counts > 0, sums / counts.clamp(min=1), torch.full_like(sums, float('nan')))
+    return means, counts
 
 # %% ../../nbs/53_analysis_occlusion.ipynb #40646c5a
+def _ratio(numerator: int, denominator: int, both_empty: bool) -> float:
+    "`numerator / denominator`; for a zero denominator 1 when both maps are empty and nothing counted, else 0"
+    if denominator:
+        return numerator / denominator
+    return float(numerator == 0 and both_empty)
+
 def mask_scores(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | None = None) -> dict[str, float]:
-    """Agreement of binary maps `pred` and `gt` (B×1×H×W, bool or {0, 1}) over the pixels where `valid` is True:
-    `iou` = |P∩G|/|P∪G|, `f1` = 2|P∩G|/(|P|+|G|), `precision`, `recall`, `accuracy` (fraction of equal pixels).
-    A ratio whose denominator is 0 is 1 when both maps are empty there, else 0."""
-    check_tensor(pred, 'pred', 4, 1); check_tensor(gt, 'gt', 4, 1); check_same_size(pred, gt, 'pred', 'gt')
-    p, g = pred.bool(), gt.bool()
+    """Agreement of binary maps `pred` and `gt` (B×1×H×W, bool or {0, 1}) over the pixels where `valid` is
+    True: `iou` = |P∩G|/|P∪G|, `f1` = 2|P∩G|/(|P|+|G|), `precision`, `recall`, `accuracy` (fraction of equal
+    pixels). A ratio whose denominator is 0 is 1 when both maps are empty there, else 0."""
+    check_tensor(pred, 'pred', 4, 1)
+    check_tensor(gt, 'gt', 4, 1)
+    check_same_size(pred, gt, 'pred', 'gt')
+    pred_mask, gt_mask = pred.bool(), gt.bool()
     if valid is not None:
-        check_tensor(valid, 'valid', 4, 1); check_same_size(valid, gt, 'valid', 'gt')
-        p, g = p[valid.bool()], g[valid.bool()]
-    tp, np_, ng, n = int((p & g).sum()), int(p.sum()), int(g.sum()), p.numel()
-    div = lambda a, b: a / b if b else float(a == 0 and np_ == ng == 0)
-    return dict(iou=div(tp, np_ + ng - tp), f1=div(2 * tp, np_ + ng), precision=div(tp, np_), recall=div(tp, ng),
-                accuracy=int((p == g).sum()) / n if n else 1.)
+        _check_map_like(valid, 'valid', gt, 'gt')
+        pred_mask, gt_mask = pred_mask[valid.bool()], gt_mask[valid.bool()]
+    both = int((pred_mask & gt_mask).sum())
+    pred_count = int(pred_mask.sum())
+    gt_count = int(gt_mask.sum())
+    pixels = pred_mask.numel()
+    both_empty = pred_count == gt_count == 0
+    return dict(iou=_ratio(both, pred_count + gt_count - both, both_empty),
+                f1=_ratio(2 * both, pred_count + gt_count, both_empty),
+                precision=_ratio(both, pred_count, both_empty),
+                recall=_ratio(both, gt_count, both_empty),
+                accuracy=int((pred_mask == gt_mask).sum()) / pixels if pixels else 1.)
 
 @torch.no_grad()
 def two_view_prediction(net, left: torch.Tensor, right: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Full-resolution `disp_l`, `disp_r` (B×1×H×W, px) and `occ_l` (occlusion probability of the left view) of a
-    stereo network with DispNet's output contract (`net(left, right)['disp'][0]`, `['occ'][0]` logits), the
-    right disparity from the mirrored pair."""
+    """Full-resolution `disp_l`, `disp_r` (B×1×H×W, px) and `occ_l` (occlusion probability of the left view)
+    of a stereo network with DispNet's output contract (`net(left, right)['disp'][0]`, `['occ'][0]` logits),
+    the right disparity from the mirrored pair."""
     out = net(left, right)
     disp_r = mirror(net(*mirror_stereo(left, right))['disp'][0])
-    res = dict(disp_l=out['disp'][0], disp_r=disp_r)
-    if 'occ' in out: res['occ_l'] = torch.sigmoid(out['occ'][0])
-    return res
+    prediction = dict(disp_l=out['disp'][0], disp_r=disp_r)
+    if 'occ' in out:
+        prediction['occ_l'] = torch.sigmoid(out['occ'][0])
+    return prediction
 
-def _batched(t: torch.Tensor, name: str) -> torch.Tensor:
-    t = check_tensor(t, name, (3, 4))
-    return t[None] if t.ndim == 3 else t
+def _batched(tensor: torch.Tensor, name: str) -> torch.Tensor:
+    "A 3-D (one sample) or 4-D tensor as a 4-D batch."
+    tensor = check_tensor(tensor, name, (3, 4))
+    return tensor[None] if tensor.ndim == 3 else tensor
 
-def occlusion_comparison(sample: dict, pred_occ: torch.Tensor | None = None, pred_disp_l: torch.Tensor | None = None,
-                         pred_disp_r: torch.Tensor | None = None, alpha: float = 0.01, threshold: float = 0.5) -> dict:
-    """GT vs predicted vs LR-check occlusion of the left view (poster problem 1). `sample`: a dict with `occ_l`
-    (GT, 1 = occluded), `disp_l` and `disp_r` (GT disparities), each 1×H×W or B×1×H×W; `pred_occ`: predicted
-    occlusion probability (B×1×H×W, thresholded at `threshold`); `pred_disp_l`/`pred_disp_r`: predicted
-    disparities of both views (for the LR check of the prediction); `alpha`: the LR check's relative tolerance.
-    Returns `{'maps': {name: B×1×H×W bool}, 'scores': {name: mask_scores(map, gt)}}` with maps `gt`, `lr_gt`
-    (LR check of the GT disparities), and, when given, `pred` and `lr_pred`."""
-    for k in ('occ_l', 'disp_l', 'disp_r'):
-        if k not in sample: raise DepthnbInputError(f'sample must have {k!r} (GT occlusion and disparities of both views); it has {sorted(sample)}')
+def occlusion_comparison(sample: dict, pred_occ: torch.Tensor | None = None,
+                         pred_disp_l: torch.Tensor | None = None, pred_disp_r: torch.Tensor | None = None,
+                         alpha: float = 0.01, threshold: float = 0.5) -> dict:
+    """GT vs predicted vs LR-check occlusion of the left view (poster problem 1). `sample`: a dict with
+    `occ_l` (GT, 1 = occluded), `disp_l` and `disp_r` (GT disparities), each 1×H×W or B×1×H×W; `pred_occ`:
+    predicted occlusion probability (B×1×H×W, thresholded at `threshold`); `pred_disp_l`/`pred_disp_r`:
+    predicted disparities of both views (for the LR check of the prediction); `alpha`: the LR check's
+    relative tolerance. Returns `{'maps': {name: B×1×H×W bool}, 'scores': {name: mask_scores(map, gt)}}`
+    with maps `gt`, `lr_gt` (LR check of the GT disparities), and, when given, `pred` and `lr_pred`."""
+    for key in ('occ_l', 'disp_l', 'disp_r'):
+        if key not in sample:
+            raise DepthnbInputError(f'sample must have {key!r} (GT occlusion and disparities of both views); '
+                                    f'it has {sorted(sample)}')
     gt = _batched(sample['occ_l'], "sample['occ_l']") > 0.5
-    maps = {'gt': gt, 'lr_gt': lr_occlusion(_batched(sample['disp_l'], "sample['disp_l']").float(),
-                                            _batched(sample['disp_r'], "sample['disp_r']").float(), alpha) > 0.5}
+    gt_disp_l = _batched(sample['disp_l'], "sample['disp_l']").float()
+    gt_disp_r = _batched(sample['disp_r'], "sample['disp_r']").float()
+    maps = {'gt': gt, 'lr_gt': lr_occlusion(gt_disp_l, gt_disp_r, alpha) > 0.5}
     if pred_occ is not None:
-        check_tensor(pred_occ, 'pred_occ', 4, 1); check_same_size(pred_occ, gt, 'pred_occ', "sample['occ_l']")
+        _check_map_like(pred_occ, 'pred_occ', gt, "sample['occ_l']")
         maps['pred'] = pred_occ > threshold
     if (pred_disp_l is None) != (pred_disp_r is None):
-        raise DepthnbInputError('pred_disp_l and pred_disp_r must be given together (the LR check needs both views)')
+        raise DepthnbInputError('pred_disp_l and pred_disp_r must be given together '
+                                '(the LR check needs both views)')
     if pred_disp_l is not None:
-        check_tensor(pred_disp_l, 'pred_disp_l', 4, 1); check_same_size(pred_disp_l, gt, 'pred_disp_l', "sample['occ_l']")
+        _check_map_like(pred_disp_l, 'pred_disp_l', gt, "sample['occ_l']")
         maps['lr_pred'] = lr_occlusion(pred_disp_l, pred_disp_r, alpha) > 0.5
-    return dict(maps=maps, scores={k: mask_scores(v, gt) for k, v in maps.items() if k != 'gt'})
+    scores = {name: mask_scores(occlusion, gt) for name, occlusion in maps.items() if name != 'gt'}
+    return dict(maps=maps, scores=scores)
 
 # %% ../../nbs/53_analysis_occlusion.ipynb #2170210a
 def feature_loss_at_disparity(features_l: Sequence[torch.Tensor], features_r: Sequence[torch.Tensor],
                               disp: torch.Tensor, metric: str = 'cosine') -> list[torch.Tensor]:
-    """Per-pixel feature reconstruction loss of each level at the full-resolution disparity `disp` (B×1×H×W, px;
-    e.g. the GT): DFR's own loss maps (`depthnb.methods.dfr.feature_maps`, the disparity resized to the level),
-    brought back to B×1×H×W (nearest) with nan where the match leaves the image. One map per level
-    (poster problem 3)."""
+    """Per-pixel feature reconstruction loss of each level at the full-resolution disparity `disp`
+    (B×1×H×W, px; e.g. the GT): DFR's own loss maps (`depthnb.methods.dfr.feature_maps`, the disparity
+    resized to the level), brought back to B×1×H×W (nearest) with nan where the match leaves the image.
+    One map per level (poster problem 3)."""
     check_tensor(disp, 'disp', 4, 1, floating=True)
     out = []
     for error, valid in feature_maps(features_l, features_r, disp, metric):

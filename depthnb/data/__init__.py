@@ -1,1 +1,2 @@
-"""Data: file formats (`io`), the built-in renderer (`synthetic`), and torch Datasets and transforms (`datasets`)."""
+"""Data: file formats (`io`), the built-in renderer (`synthetic`), and torch Datasets and transforms
+(`datasets`)."""
