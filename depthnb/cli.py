@@ -8,36 +8,44 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-
-from .core import DepthnbInputError
+import warnings
+from contextlib import contextmanager
+from datetime import timedelta
 
 # %% auto #0
-__all__ = ['build_parser', 'config_presets', 'train', 'evaluate', 'predict', 'main']
+__all__ = ['TRAIN_DESCRIPTION', 'DISTRIBUTED_COMMANDS', 'RENDER_GROUP_TIMEOUT', 'COMMANDS', 'build_parser', 'process_rank', 'say',
+           'quiet_other_ranks', 'error_prefix', 'config_presets', 'train', 'evaluate', 'predict', 'render', 'demo',
+           'main']
 
 # %% ../nbs/60_cli.ipynb #d9571c96
-def build_parser() -> argparse.ArgumentParser:
-    "The argument parser of the `depthnb` command."
-    p = argparse.ArgumentParser(prog='depthnb', description='Self-supervised stereo and monocular depth estimation.')
-    sub = p.add_subparsers(dest='command', metavar='COMMAND')
-    s = sub.add_parser('demo', help='train a small semi-supervised DFR model on the built-in data and evaluate it',
-                       description='Warp-check the real Middlebury Motorcycle pair by its GT disparity, render small FlyingObjects '
-                                   '(labelled) and Street (unlabelled) caches, train a semi_dfr DispNet (GPU when present), '
-                                   'evaluate it on held-out synthetic samples and the Motorcycle pair, and write the run, '
-                                   'metrics.json and figures to OUT (see depthnb.demo).')
+TRAIN_DESCRIPTION = (
+    'Train METHOD by depthnb.train: its default config, updated by --config FILE (YAML) and --set overrides '
+    '(dotted keys, values in YAML: --set stages.0.lr=3e-4 --set batch_size=8). Unknown keys and wrong types '
+    "are errors; a key that is an argument of the method's default_config picks a preset (DFR: --set "
+    'variant=semi_ph). --resume DIR continues the run in DIR exactly where it stopped (from prev.pt, with a '
+    'warning, when last.pt is damaged); without it, a run whose folder already holds a checkpoint continues '
+    'too (--fresh starts over). Under torchrun every process trains on its share of each batch: batch_size '
+    'is per process.')
+
+def _add_demo(commands) -> None:
+    s = commands.add_parser(
+        'demo', help='train a small semi-supervised DFR model on the built-in data and evaluate it',
+        description='Warp-check the real Middlebury Motorcycle pair by its GT disparity, render small '
+                    'FlyingObjects (labelled) and Street (unlabelled) caches, train a semi_dfr DispNet (GPU '
+                    'when present), evaluate it on held-out synthetic samples and the Motorcycle pair, and '
+                    'write the run, metrics.json and figures to OUT (see depthnb.demo).')
     s.add_argument('--out', default='demo_out', help='output directory (default: demo_out)')
-    s.add_argument('--factor', type=int, default=2, help='downscaling factor of the Motorcycle pair in the warp check (default: 2 → 250×370)')
-    s.add_argument('--alpha', type=float, default=0.01, help='α of the LR-consistency check, Reciprocal eq. 4 (default: 0.01)')
+    s.add_argument('--factor', type=int, default=2,
+                   help='downscaling factor of the Motorcycle pair in the warp check (default: 2 → 250×370)')
+    s.add_argument('--alpha', type=float, default=0.01,
+                   help='α of the LR-consistency check, Reciprocal eq. 4 (default: 0.01)')
     s.add_argument('--device', default=None, help='torch device (default: cuda if available, else cpu)')
-    s.add_argument('--steps', type=int, default=800, help='training steps of the demo DFR model (default: 800)')
+    s.add_argument('--steps', type=int, default=800,
+                   help='training steps of the demo DFR model (default: 800)')
     s.add_argument('--warp-only', action='store_true', help='only the warp check, no training')
-    train_description = ('Train METHOD by depthnb.train: its default config, updated by --config FILE '
-                         '(YAML) and --set overrides (dotted keys, values in YAML: --set stages.0.lr=3e-4 '
-                         '--set batch_size=8). Unknown keys and wrong types are errors; a key that is an '
-                         'argument of the method\'s default_config picks a preset (DFR: --set '
-                         'variant=semi_ph). --resume DIR continues the run in DIR exactly where it stopped '
-                         '(from prev.pt, with a warning, when last.pt is damaged); without it, a run whose '
-                         'folder already holds a checkpoint continues too (--fresh starts over).')
-    t = sub.add_parser('train', help='train a method', description=train_description)
+
+def _add_train(commands) -> None:
+    t = commands.add_parser('train', help='train a method', description=TRAIN_DESCRIPTION)
     t.add_argument('--method', help="a name in depthnb.methods.METHODS or 'module:Class' (not with --resume)")
     t.add_argument('--config', help='YAML file with config values')
     t.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
@@ -46,48 +54,103 @@ def build_parser() -> argparse.ArgumentParser:
                    help='a run folder (or checkpoint) to resume; its config.yaml is the base')
     t.add_argument('--fresh', action='store_true',
                    help='start over even when the run folder already holds a checkpoint')
-    e = sub.add_parser('eval', help='evaluate a trained method on a dataset',
-                       description='Metrics (default: disparity EPE, D1, bad-1/2/3) of the method in CHECKPOINT on '
-                                   'NAME: a built-in world (flying, street, city; held-out seed) or motorcycle (the '
-                                   'real Middlebury pair), by depthnb.evaluate.')
+
+def _add_eval(commands) -> None:
+    e = commands.add_parser(
+        'eval', help='evaluate a trained method on a dataset',
+        description='Metrics (default: disparity EPE, D1, bad-1/2/3) of the method in CHECKPOINT on NAME: a '
+                    'built-in world (flying, street, city; held-out seed) or motorcycle (the real Middlebury '
+                    'pair), by depthnb.evaluate.')
     e.add_argument('--checkpoint', required=True, help='run folder or checkpoint file')
     e.add_argument('--metrics', nargs='+', default=['disparity'], metavar='NAME',
                    help='names in depthnb.evaluation.METRICS: disparity, depth, regions, flow, segmentation, '
                         'odometry (flow and odometry render video samples; default: disparity)')
-    e.add_argument('--data', required=True, choices=['flying', 'street', 'city', 'motorcycle'], help='evaluation data')
-    e.add_argument('--n', type=int, default=50, help='samples of a built-in world (default: 50)')
-    e.add_argument('--size', type=int, nargs=2, default=None, metavar=('H', 'W'), help='image size of a built-in world (default: the training size)')
+    e.add_argument('--data', required=True, choices=['flying', 'street', 'city', 'motorcycle'],
+                   help='evaluation data')
+    e.add_argument('--samples', '--n', dest='n', type=int, default=50, metavar='N',
+                   help='samples of a built-in world (default: 50)')
+    e.add_argument('--size', type=int, nargs=2, default=None, metavar=('H', 'W'),
+                   help='image size of a built-in world (default: the training size)')
     e.add_argument('--seed', type=int, default=1000, help='seed of the held-out world (default: 1000)')
     e.add_argument('--out', default=None, help='write the metrics to this JSON file')
     e.add_argument('--device', default=None)
-    q = sub.add_parser('predict', help="predict disparity for your own images",
-                       description='Disparity of LEFT (and RIGHT for stereo methods) by the method in CHECKPOINT, written to OUT as '
-                                   '<name>_disp.png (colour map) and <name>_disp.npy (float32, pixels of the input).')
+
+def _add_predict(commands) -> None:
+    q = commands.add_parser(
+        'predict', help='predict disparity for your own images',
+        description='Disparity of LEFT (and RIGHT for stereo methods) by the method in CHECKPOINT, written '
+                    'to OUT as <name>_disp.png (colour map) and <name>_disp.npy (float32, pixels of the '
+                    'input).')
     q.add_argument('--checkpoint', required=True, help='run folder or checkpoint file')
     q.add_argument('left', help='left image (PNG/JPEG)')
     q.add_argument('right', nargs='?', default=None, help='right image, for stereo methods')
     q.add_argument('--out', required=True, help='output folder')
     q.add_argument('--device', default=None)
-    r = sub.add_parser('render', help='render a built-in world into a cached dataset folder',
-                       description='Render N samples of a built-in world (street, city or flying) at H×W into OUT: one '
-                                   'file per sample plus meta.json, readable by depthnb.data.synthetic.CachedWorld and '
-                                   'SyntheticStereo/SyntheticVideo(cache=OUT). An interrupted run resumes.')
+
+def _add_render(commands) -> None:
+    r = commands.add_parser(
+        'render', help='render a built-in world into a cached dataset folder',
+        description='Render N samples of a built-in world (street, city or flying) at H×W into OUT: one file '
+                    'per sample plus meta.json, readable by depthnb.data.synthetic.CachedWorld and '
+                    'SyntheticStereo/SyntheticVideo(cache=OUT). An interrupted run resumes. Under torchrun '
+                    'the processes split the samples between them; OUT must be one folder that all of them '
+                    'see.')
     r.add_argument('--world', required=True, choices=['street', 'city', 'flying'], help='which world')
-    r.add_argument('--n', type=int, required=True, help='number of samples')
-    r.add_argument('--size', type=int, nargs=2, default=[128, 384], metavar=('H', 'W'), help='image size (default: 128 384)')
+    r.add_argument('--samples', '--n', dest='n', type=int, required=True, metavar='N',
+                   help='number of samples (under torchrun write --samples: torchrun reads --n as its own)')
+    r.add_argument('--size', type=int, nargs=2, default=[128, 384], metavar=('H', 'W'),
+                   help='image size (default: 128 384)')
     r.add_argument('--out', required=True, help='output folder')
     r.add_argument('--seed', type=int, default=0, help='world seed (default: 0)')
     r.add_argument('--video', action='store_true', help='also render frames t−1 and t+1 with poses and flows')
-    r.add_argument('--workers', type=int, default=min(8, os.cpu_count() or 1), help='DataLoader workers (default: CPU count, max 8)')
+    r.add_argument('--workers', type=int, default=None,
+                   help='DataLoader workers of each process (default: its share of the CPUs, at most 8)')
     for opt in ('noise', 'exposure', 'vignetting', 'specular', 'shadows'):
         r.add_argument(f'--no-{opt}', dest=opt, action='store_false', help=f'switch {opt} off')
-    return p
 
+def build_parser() -> argparse.ArgumentParser:
+    "The argument parser of the `depthnb` command."
+    parser = argparse.ArgumentParser(prog='depthnb',
+                                     description='Self-supervised stereo and monocular depth estimation.')
+    commands = parser.add_subparsers(dest='command', metavar='COMMAND')
+    for add in (_add_demo, _add_train, _add_eval, _add_predict, _add_render):
+        add(commands)
+    return parser
+
+# %% ../nbs/60_cli.ipynb #df16c8cd
+DISTRIBUTED_COMMANDS = ('train', 'render')   # the commands that split their work under torchrun
+RENDER_GROUP_TIMEOUT = timedelta(hours=24)    # how long the render's ranks wait for each other (and the lock)
+
+def process_rank() -> tuple[int, int]:
+    "This process's rank and the number of processes: torchrun's `RANK` and `WORLD_SIZE`, else (0, 1)."
+    return int(os.environ.get('RANK', '0')), int(os.environ.get('WORLD_SIZE', '1'))
+
+def say(*args, **kwargs) -> None:
+    "`print` on rank 0 only: under torchrun one process speaks for all."
+    if process_rank()[0] == 0:
+        print(*args, **kwargs)
+
+def quiet_other_ranks() -> None:
+    """On every rank but 0: no Python warnings, and no C++ warnings of torch unless `TORCH_CPP_LOG_LEVEL` is
+    set (it only has an effect before torch is imported)."""
+    if process_rank()[0] == 0:
+        return
+    os.environ.setdefault('TORCH_CPP_LOG_LEVEL', 'ERROR')
+    warnings.simplefilter('ignore')
+
+def error_prefix(command: str) -> str:
+    "`depthnb COMMAND: ` and, under torchrun, the rank: `depthnb train: rank 1: `."
+    rank, processes = process_rank()
+    where = f'rank {rank}: ' if processes > 1 else ''
+    return f'depthnb {command}: {where}'
+
+# %% ../nbs/60_cli.ipynb #9219b3d6
 def config_presets(cls, overrides: list[str]) -> tuple[dict, list[str]]:
     """Split `--set` overrides into arguments of `cls.default_config` (e.g. DFR's `variant`: `--set
     variant=semi_ph` builds that variant's default config) and the remaining dotted config keys."""
     import inspect
     import yaml
+    from depthnb.core import DepthnbInputError
     params = set(inspect.signature(cls.default_config).parameters)
     preset = {}
     rest = []
@@ -105,6 +168,7 @@ def config_presets(cls, overrides: list[str]) -> tuple[dict, list[str]]:
 def _run_config(run, method: str | None) -> dict:
     "The config data saved in the run folder of `run` (a folder or a checkpoint in one), matching `method`."
     from pathlib import Path
+    from depthnb.core import DepthnbInputError
     from depthnb.engine import read_yaml
     from depthnb.method import method_class
     run = Path(run)
@@ -118,7 +182,8 @@ def _run_config(run, method: str | None) -> dict:
 
 def train(args) -> None:
     """`depthnb train`: the config (the method's defaults, or the run's config.yaml with --resume, updated by
-    --config and --set) → `depthnb.train`."""
+    --config and --set) → `depthnb.train`. Under torchrun every rank runs it; rank 0 speaks."""
+    from depthnb.core import DepthnbInputError
     from depthnb.engine import has_checkpoint, load_config
     from depthnb.engine import train as train_config
     from depthnb.method import method_class
@@ -133,10 +198,18 @@ def train(args) -> None:
         cfg = load_config(cls.default_config(**preset) | {'method': args.method}, args.config, overrides)
         resume = None if args.fresh else 'auto'
         if resume and has_checkpoint(cfg.out):
-            print(f'{cfg.out} holds a checkpoint of an earlier run: continuing it (--fresh starts over)',
-                  flush=True)
+            say(f'{cfg.out} holds a checkpoint of an earlier run: continuing it (--fresh starts over)',
+                flush=True)
     train_config(cfg, resume=resume)
-    print(f'trained {cfg.method}; run folder: {cfg.out}')
+    _leave_process_group()
+    say(f'trained {cfg.method}; run folder: {cfg.out}')
+
+def _leave_process_group() -> None:
+    "Under torchrun: wait for every rank, then leave the process group, so that no rank exits mid-talk."
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 def _training_size(checkpoint) -> tuple[int, int]:
     "The image size of the first training dataset of a checkpoint's config that names one (default 128×384)."
@@ -183,44 +256,96 @@ def predict(args) -> None:
     import numpy as np
     from PIL import Image
     from depthnb.api import load
+    from depthnb.core import DepthnbInputError
     from depthnb.data.io import read_image
     from depthnb.viz import colorize
     method = load(args.checkpoint, args.device)
     left = read_image(args.left)[None]
     right = read_image(args.right)[None] if args.right else None
     if right is not None and right.shape != left.shape:
-        raise DepthnbInputError(f'{args.left} is {tuple(left.shape[-2:])} but {args.right} is {tuple(right.shape[-2:])}')
+        raise DepthnbInputError(f'{args.left} is {tuple(left.shape[-2:])} but {args.right} is '
+                                f'{tuple(right.shape[-2:])}')
     disp = method.predict(left, right)['disp'][0].cpu()
-    out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     stem = Path(args.left).stem
     np.save(out / f'{stem}_disp.npy', disp[0].numpy().astype(np.float32))
     rgb = (colorize(disp, vmin=0).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     Image.fromarray(rgb).save(out / f'{stem}_disp.png')
-    print(f'wrote {out / (stem + "_disp.png")} and {out / (stem + "_disp.npy")} (disparity {float(disp.min()):.2f}–{float(disp.max()):.2f} px)')
+    disparity_range = f'{float(disp.min()):.2f}–{float(disp.max()):.2f} px'
+    written = f'{out / (stem + "_disp.png")} and {out / (stem + "_disp.npy")}'
+    print(f'wrote {written} (disparity {disparity_range})')
+
+@contextmanager
+def _render_process_group():
+    """Under torchrun: a gloo process group for the render's ranks (they split the samples), closed at the
+    end; otherwise nothing."""
+    import torch.distributed as dist
+    from depthnb.engine import join_process_group
+    if process_rank()[1] == 1 or dist.is_initialized():
+        yield
+        return
+    join_process_group('gloo', timeout=RENDER_GROUP_TIMEOUT)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+def _render_workers(args) -> int:
+    "`--workers`, or by default this process's share of the CPUs of its machine (at least 1, at most 8)."
+    if args.workers is not None:
+        return args.workers
+    processes_here = int(os.environ.get('LOCAL_WORLD_SIZE', '1'))
+    return min(8, max(1, (os.cpu_count() or 1) // processes_here))
+
+def render(args) -> None:
+    """`depthnb render`: a cached copy of a built-in world (`write_cache`); under torchrun every rank renders
+    its share of the samples into the one folder."""
+    from depthnb.data.synthetic import make_world, write_cache
+    world = make_world(args.world, seed=args.seed, size=tuple(args.size), n=args.n, video=args.video,
+                       noise=args.noise, exposure=args.exposure, vignetting=args.vignetting,
+                       specular=args.specular, shadows=args.shadows)
+    with _render_process_group():
+        out = write_cache(world, args.out, workers=_render_workers(args), distributed=True)
+    say(f'wrote {args.n} {args.world} samples at {args.size[0]}×{args.size[1]} to {out}')
+
+def demo(args) -> None:
+    "`depthnb demo`: the warp check alone (`--warp-only`) or the whole demo (`depthnb.demo.run_demo`)."
+    if args.warp_only:
+        from depthnb.warp_check import run_warp_check
+        run_warp_check(args.out, factor=args.factor, alpha=args.alpha, device=args.device)
+        return
+    from depthnb.demo import run_demo
+    run_demo(args.out, steps=args.steps, device=args.device, warp_factor=args.factor)
+
+# %% ../nbs/60_cli.ipynb #7f6a00ac
+COMMANDS = {'demo': demo, 'train': train, 'eval': evaluate, 'predict': predict, 'render': render}
 
 def main(argv: list[str] | None = None) -> int:
-    "Entry point of the `depthnb` console script."
-    args = build_parser().parse_args(argv)
+    """Entry point of the `depthnb` command: the console script, `python -m depthnb` and `torchrun … -m
+    depthnb`. Returns the exit status: 0, or 2 after a clear error (bad input, a damaged checkpoint)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command is None:
-        build_parser().print_help(); return 2
+        say(parser.format_help(), end='')
+        return 2
+    processes = process_rank()[1]
+    if processes > 1 and args.command not in DISTRIBUTED_COMMANDS:
+        say(f'depthnb {args.command}: error: runs in one process; start it without torchrun', file=sys.stderr)
+        return 2
+    quiet_other_ranks()
+    from depthnb.core import DepthnbInputError
     try:
-        if args.command == 'demo':
-            if args.warp_only:
-                from depthnb.warp_check import run_warp_check
-                run_warp_check(args.out, factor=args.factor, alpha=args.alpha, device=args.device)
-            else:
-                from depthnb.demo import run_demo
-                run_demo(args.out, steps=args.steps, device=args.device, warp_factor=args.factor)
-        elif args.command == 'train': train(args)
-        elif args.command == 'eval': evaluate(args)
-        elif args.command == 'predict': predict(args)
-        elif args.command == 'render':
-            from depthnb.data.synthetic import make_world, write_cache
-            world = make_world(args.world, seed=args.seed, size=tuple(args.size), n=args.n, video=args.video,
-                               noise=args.noise, exposure=args.exposure, vignetting=args.vignetting,
-                               specular=args.specular, shadows=args.shadows)
-            out = write_cache(world, args.out, workers=args.workers)
-            print(f'wrote {args.n} {args.world} samples at {args.size[0]}×{args.size[1]} to {out}')
+        COMMANDS[args.command](args)
     except DepthnbInputError as e:
-        print(f'depthnb {args.command}: error: {e}', file=sys.stderr); return 2
+        print(f'{error_prefix(args.command)}error: {e}', file=sys.stderr, flush=True)
+        return 2
+    except Exception as e:
+        if processes > 1:                                 # the traceback follows; the rank is named first
+            print(f'{error_prefix(args.command)}failed: {type(e).__name__}: {e}', file=sys.stderr, flush=True)
+        raise
     return 0
+
+# %% ../nbs/60_cli.ipynb #becdf1bc
+if __name__ == '__main__' and __package__ == 'depthnb':   # `python -m depthnb.cli …`, not a notebook kernel
+    sys.exit(main())

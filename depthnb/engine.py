@@ -33,13 +33,13 @@ from .core import DepthnbInputError, atomic_write, get_device, seed_everything
 from .method import Method, import_object, method_class
 
 # %% auto #0
-__all__ = ['MAX_CONFIG_DEPTH', 'MAX_CONFIG_ITEMS', 'MIX_MODES', 'AMP_MODES', 'CHECKPOINT_FORMAT', 'READABLE_FORMATS', 'LAST',
-           'PREVIOUS', 'ConfigError', 'from_dict', 'to_dict', 'StageConfig', 'DataConfig', 'TrainConfig', 'read_yaml',
-           'set_key', 'load_config', 'as_config', 'ResumableSampler', 'Stream', 'CheckpointError', 'CheckpointWarning',
-           'preserved_rng', 'state_digest', 'save_checkpoint', 'checkpoint_candidates', 'has_checkpoint',
-           'find_checkpoint', 'load_checkpoint', 'Callback', 'ProgressBar', 'LogLosses', 'LogImages', 'flatten_metrics',
-           'evaluate_datasets', 'Evaluate', 'Checkpoints', 'TrainingDiverged', 'to_device', 'build_datasets', 'Trainer',
-           'resume_source', 'train']
+__all__ = ['MAX_CONFIG_DEPTH', 'MAX_CONFIG_ITEMS', 'MIX_MODES', 'AMP_MODES', 'LOADER_TIMEOUT_S', 'CHECKPOINT_FORMAT',
+           'READABLE_FORMATS', 'LAST', 'PREVIOUS', 'ConfigError', 'from_dict', 'to_dict', 'StageConfig', 'DataConfig',
+           'TrainConfig', 'read_yaml', 'set_key', 'load_config', 'as_config', 'ResumableSampler', 'DataLoaderError',
+           'Stream', 'CheckpointError', 'CheckpointWarning', 'preserved_rng', 'state_digest', 'save_checkpoint',
+           'checkpoint_candidates', 'has_checkpoint', 'find_checkpoint', 'load_checkpoint', 'Callback', 'ProgressBar',
+           'LogLosses', 'LogImages', 'flatten_metrics', 'evaluate_datasets', 'Evaluate', 'Checkpoints',
+           'TrainingDiverged', 'to_device', 'build_datasets', 'join_process_group', 'Trainer', 'resume_source', 'train']
 
 # %% ../nbs/30_engine.ipynb #577c504e
 class ConfigError(DepthnbInputError):
@@ -394,10 +394,29 @@ class ResumableSampler(torch.utils.data.Sampler):
     def __len__(self) -> int:
         return max(0, len(self._indices()) - self.start * self.batch_size)
 
+LOADER_TIMEOUT_S = 600   # seconds a DataLoader worker may take for one batch before it is taken for hung
+
+class DataLoaderError(RuntimeError):
+    "A DataLoader worker of a training dataset hung or died; the message names the dataset."
+
+def _loader_failure(name: str, error: RuntimeError, timeout: float) -> DataLoaderError | None:
+    "A DataLoaderError naming dataset `name` when `error` says a worker died or hung, else None."
+    message = str(error)
+    if message.startswith('DataLoader timed out'):
+        return DataLoaderError(f'dataset {name!r}: no batch came from its DataLoader workers in {timeout:g} '
+                               's (a worker hung: a stalled file system, a deadlock in the dataset?); '
+                               'engine.LOADER_TIMEOUT_S sets the limit')
+    if message.startswith('DataLoader worker'):
+        return DataLoaderError(f'dataset {name!r}: a DataLoader worker died ({message}); out of memory? '
+                               'num_workers: 0 shows the error in the main process')
+    return None
+
 class Stream:
-    "An endless, resumable stream of batches from one dataset."
+    """An endless, resumable stream of batches from one dataset. With `workers` > 0 a batch that takes its
+    workers longer than `timeout` seconds (default: LOADER_TIMEOUT_S) stops the run with a DataLoaderError
+    naming the dataset, as does a worker that dies."""
     def __init__(self, name: str, dataset, batch_size: int, seed: int, workers: int = 0, rank: int = 0,
-                 world: int = 1, device='cpu', state: tuple[int, int] = (0, 0)):
+                 world: int = 1, device='cpu', state: tuple[int, int] = (0, 0), timeout: float | None = None):
         self.name = name
         self.dataset = dataset
         self.batch_size = batch_size
@@ -407,6 +426,7 @@ class Stream:
         self.world = world
         self.device = device
         self.epoch, self.consumed = state
+        self.timeout = LOADER_TIMEOUT_S if timeout is None else timeout
         sampler = ResumableSampler(len(dataset), batch_size, seed, rank=rank, world=world)
         if sampler.batches_per_epoch() == 0:
             raise DepthnbInputError(f'dataset {name!r} has {len(dataset)} samples: too few for one batch of '
@@ -420,22 +440,33 @@ class Stream:
         loader = torch.utils.data.DataLoader(self.dataset, batch_size=self.batch_size, sampler=sampler,
                                              num_workers=self.workers, drop_last=True, generator=generator,
                                              pin_memory=str(self.device).startswith('cuda'),
-                                             persistent_workers=False)
+                                             persistent_workers=False,
+                                             timeout=self.timeout if self.workers > 0 else 0)
         self._batches = iter(loader)
+
+    def _fetch(self) -> dict:
+        "The next batch of the open epoch (StopIteration at its end); a hung or dead worker: DataLoaderError."
+        try:
+            return next(self._batches)
+        except RuntimeError as error:
+            failure = _loader_failure(self.name, error, self.timeout)
+            if failure is None:
+                raise
+            raise failure from error
 
     def next(self, on_epoch_end=None) -> dict:
         "The next batch; at the end of an epoch `on_epoch_end(name, epoch)` runs and the next epoch starts."
         if self._batches is None:
             self._open()
         try:
-            batch = next(self._batches)
+            batch = self._fetch()
         except StopIteration:
             if on_epoch_end is not None:
                 on_epoch_end(self.name, self.epoch)
             self.epoch += 1
             self.consumed = 0
             self._open()
-            batch = next(self._batches)
+            batch = self._fetch()
         self.consumed += 1
         return batch
 
@@ -804,16 +835,41 @@ def _check_datasets(config: TrainConfig, datasets: dict) -> None:
         if name not in datasets:
             raise ConfigError(f'eval_data names dataset {name!r}, which was not given ({given})')
 
+def _restarted_store():
+    """torchrun's store under a prefix of its own when torchrun restarted the workers (`--max-restarts`), else
+    None. torchrun keeps its TCP store when it restarts them, and the workers no longer prefix their keys by
+    attempt (pytorch/pytorch#135712; seen with torch 2.14.1): a restarted worker would read the addresses of
+    the dead ones and fail to connect, or hang."""
+    import datetime
+    restart = int(os.environ.get('TORCHELASTIC_RESTART_COUNT', '0'))
+    if restart == 0 or os.environ.get('TORCHELASTIC_USE_AGENT_STORE') != 'True':
+        return None
+    store = dist.TCPStore(os.environ['MASTER_ADDR'], int(os.environ['MASTER_PORT']), is_master=False,
+                          timeout=datetime.timedelta(minutes=30))
+    return dist.PrefixStore(f'depthnb/attempt_{restart}', store)
+
+def join_process_group(backend: str, timeout=None) -> None:
+    """Join the process group of the processes torchrun started (its RANK, WORLD_SIZE, MASTER_ADDR and
+    MASTER_PORT), also after torchrun restarted them; `timeout` (a `datetime.timedelta`) bounds collectives.
+    """
+    store = _restarted_store()
+    if store is None:
+        dist.init_process_group(backend, timeout=timeout)
+        return
+    dist.init_process_group(backend, store=store, rank=int(os.environ['RANK']),
+                            world_size=int(os.environ['WORLD_SIZE']), timeout=timeout)
+
 def _join_process_group(config: TrainConfig, world: int) -> torch.device:
-    "This process's device; under torchrun (world > 1) it joins the process group (nccl on GPU, or gloo)."
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group('nccl' if torch.cuda.is_available() and config.device != 'cpu' else 'gloo')
+    """This process's device (under torchrun on GPUs: the one of its LOCAL_RANK, set before the group is
+    joined); under torchrun (world > 1) it joins the process group (nccl on GPU, or gloo)."""
     if config.device is None and torch.cuda.is_available() and world > 1:
         device = torch.device('cuda', int(os.environ.get('LOCAL_RANK', '0')))
     else:
         device = get_device(config.device)
     if device.type == 'cuda' and device.index is not None:
         torch.cuda.set_device(device)
+    if world > 1 and not dist.is_initialized():
+        join_process_group('nccl' if device.type == 'cuda' else 'gloo')
     return device
 
 class Trainer:
@@ -904,8 +960,12 @@ class Trainer:
         return path
 
     def _restore(self, resume) -> dict:
-        "Load the newest readable checkpoint of `resume` into the method and the counters."
-        file, checkpoint = find_checkpoint(resume)
+        """Load the newest readable checkpoint of `resume` into the method and the counters. Rank 0 alone
+        warns when it falls back to `prev.pt` (every rank reads the same files)."""
+        with warnings.catch_warnings():
+            if not self.is_main:
+                warnings.simplefilter('ignore', CheckpointWarning)
+            file, checkpoint = find_checkpoint(resume)
         _check_method(file, checkpoint, self.method.name)
         try:
             self.method.load_state_dict(checkpoint['model'])
@@ -969,6 +1029,7 @@ class Trainer:
         checkpoint = None
         if resume is not None and resume is not False:
             checkpoint = self._restore(resume)
+        self._check_same_start(checkpoint)
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             atomic_write(self.out / 'config.yaml', yaml.safe_dump(to_dict(self.cfg), sort_keys=False))
@@ -976,6 +1037,23 @@ class Trainer:
                 from torch.utils.tensorboard import SummaryWriter
                 self.writer = SummaryWriter(str(self.out / 'tb'))
         return checkpoint
+
+    def _check_same_start(self, checkpoint: dict | None) -> None:
+        """Under DDP: a CheckpointError on every rank when the ranks would start from different checkpoints
+        (or some from none), as when the run folder is not on a filesystem that all nodes share; the job
+        would otherwise hang or train on diverging states."""
+        if self.world == 1:
+            return
+        digest = checkpoint.get('digest') if checkpoint is not None else None
+        mine = (self.step, digest, str(self.resumed_from) if self.resumed_from else 'no checkpoint')
+        starts = [None] * self.world
+        dist.all_gather_object(starts, mine)
+        if len({start[:2] for start in starts}) == 1:
+            return
+        found = '; '.join(f'rank {rank}: step {step} from {source}'
+                          for rank, (step, _, source) in enumerate(starts))
+        raise CheckpointError(f'the ranks would start from different checkpoints ({found}): every process '
+                              f'must see the same run folder {self.out} (a filesystem shared by all nodes)')
 
     def _run_stage(self, index: int, checkpoint: dict | None) -> None:
         "Stage `index` from its start, or from the checkpoint written in it."

@@ -5,7 +5,8 @@
 The method also trains from the command line, `depthnb train --method tests.engine_toy:Toy` (with this
 repository on PYTHONPATH): its default config reads `ToyData`. With DEPTHNB_TOY_KILL='RANK:STEP' in the
 environment, process RANK SIGKILLs itself in the middle of step STEP (after the forward pass), like a crash
-or a pre-empted job.
+or a pre-empted job; a worker that torchrun restarts (`--max-restarts`) does not crash again. `--set
+method_args.dropout=0` switches the dropout off (for comparisons with one process and the global batch).
 """
 import argparse
 import dataclasses
@@ -31,9 +32,9 @@ class ToyData(torch.utils.data.Dataset):
 
 
 def _kill_point():
-    "(rank, step) from DEPTHNB_TOY_KILL, or None."
+    "(rank, step) from DEPTHNB_TOY_KILL, or None; None in a worker that torchrun restarted (it crashes once)."
     spec = os.environ.get('DEPTHNB_TOY_KILL')
-    if not spec:
+    if not spec or int(os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')) > 0:
         return None
     rank, step = spec.split(':')
     return int(rank), int(step)
@@ -43,10 +44,10 @@ class Toy(Method):
     "Two convolutions and a dropout (so the RNG state matters for exact resume); no batch norm (DDP-exact)."
     name = 'toy'
 
-    def __init__(self, width: int = 4):
-        super().__init__(width=width)
+    def __init__(self, width: int = 4, dropout: float = 0.2):
+        super().__init__(width=width, dropout=dropout)
         self.a = nn.Conv2d(3, width, 3, padding=1)
-        self.drop = nn.Dropout(0.2)
+        self.drop = nn.Dropout(dropout)
         self.b = nn.Conv2d(width, 1, 3, padding=1)
         self.calls = 0
 

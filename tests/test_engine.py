@@ -463,7 +463,7 @@ def test_torchrun_ranks_hold_identical_parameters(tmp_path):
 def test_torchrun_matches_global_batch_without_randomness(tmp_path):
     "With the dropout off, 2 ranks × batch 2 equal 1 process × batch 4 within fp tolerance."
     script = tmp_path / 'nodrop.py'
-    script.write_text(TOY.read_text().replace('nn.Dropout(0.2)', 'nn.Dropout(0.0)'))
+    script.write_text(TOY.read_text().replace('dropout: float = 0.2', 'dropout: float = 0.0'))
     r = torchrun(script, tmp_path / 'ddp', '--steps', '6', '--batch', '2')
     assert r.returncode == 0, r.stderr[-3000:]
     s = subprocess.run([sys.executable, str(script), str(tmp_path / 'one'), '--steps', '6', '--batch', '4'],

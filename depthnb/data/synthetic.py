@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -911,6 +912,14 @@ def _to_disk(sample: dict) -> dict:
 def _from_disk(sample: dict) -> dict:
     return {k: (v.float() / 255 if k in _IMAGE_KEYS else v) for k, v in sample.items()}
 
+def _sample_bytes(sample: dict) -> bytes:
+    """A sample as `torch.save` writes it, to a buffer: its records are named `archive/…`, where saving to a
+    file names them after the file (for `atomic_write`, a temporary name). The same sample is the same bytes,
+    whoever renders it and wherever."""
+    buffer = io.BytesIO()
+    torch.save(sample, buffer)
+    return buffer.getvalue()
+
 def _is_whole_sample_file(path: Path) -> bool:
     "Whether `path` is a whole `torch.save` file (its zip directory, at the end of the file, is there)."
     return path.is_file() and zipfile.is_zipfile(path)
@@ -981,20 +990,21 @@ class _Rendered(torch.utils.data.Dataset):
         return len(self.todo)
     def __getitem__(self, k: int) -> int:
         i = self.todo[k]
-        sample = _to_disk(self.world[i])
-        atomic_write(sample_file(self.folder, i), lambda tmp: torch.save(sample, tmp))
+        atomic_write(sample_file(self.folder, i), _sample_bytes(_to_disk(self.world[i])))
         return i
 
 def _is_worker_failure(error: RuntimeError) -> bool:
     "Whether a DataLoader error says a worker died or hung (not an error raised by the rendering code)."
     return str(error).startswith(('DataLoader worker', 'DataLoader timed out'))
 
-def _render(world: World, folder: Path, todo: list[int], workers: int, progress: bool) -> None:
-    "Render samples `todo` of `world` into `folder` with `workers` DataLoader workers (0: in this process)."
+def _render(world: World, folder: Path, todo: list[int], workers: int, progress: bool,
+            label: str = '') -> None:
+    """Render samples `todo` of `world` into `folder` with `workers` DataLoader workers (0: in this process);
+    `label` follows the world's name on the progress bar."""
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=len(todo), desc=f'rendering {world.name}', unit='sample')
+        bar = tqdm(total=len(todo), desc=f'rendering {world.name}{label}', unit='sample')
     rendered = _Rendered(world, folder, todo)
     done = set()
     try:
@@ -1018,26 +1028,92 @@ def _render(world: World, folder: Path, todo: list[int], workers: int, progress:
         if bar is not None:
             bar.close()
 
-def write_cache(world: World, out: str | os.PathLike, workers: int = 0, progress: bool = True) -> Path:
+def _start_render(folder: Path, n: int, description: dict) -> list[int] | None:
+    """With the lock held: the indices of the samples to render, once the folder is marked as being rendered
+    (`rendering.json`, no `meta.json`); None when the cache is complete already."""
+    meta = _check_same_world(folder, description)
+    todo = _samples_to_render(folder, n, meta)
+    if meta is not None and not todo and 'files' in meta:
+        return None
+    _remove_stale_temporaries(folder)
+    atomic_write(folder / RENDERING_FILE, json.dumps(description, indent=1) + '\n')
+    (folder / META_FILE).unlink(missing_ok=True)  # meta.json means complete: not while rendering
+    return todo
+
+def _finish_render(folder: Path, n: int, description: dict) -> None:
+    "With the lock held, every sample rendered: `meta.json` with every file's size marks the cache complete."
+    sizes = _sample_sizes(folder)
+    names = [sample_file(folder, i).name for i in range(n)]
+    missing = [name for name in names if name not in sizes]
+    if missing:
+        raise DepthnbInputError(f'{folder / missing[0]} and {len(missing) - 1} other samples are missing '
+                                'after the render: processes that render together must see one folder (a '
+                                'shared filesystem)')
+    files = {name: sizes[name] for name in names}
+    atomic_write(folder / META_FILE, json.dumps(description | {'files': files}, indent=1) + '\n')
+    (folder / RENDERING_FILE).unlink()
+
+def _process_group() -> tuple[int, int]:
+    "This process's rank and the number of processes of the torch.distributed group; (0, 1) without one."
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+def _on_rank0(function, rank: int):
+    """`function()`, run by rank 0 and its result given to every rank. When it fails, rank 0 raises its
+    error and the other ranks a DepthnbInputError with its message (none of them waits for ever)."""
+    import torch.distributed as dist
+    box = [None]
+    if rank == 0:
+        try:
+            box = [('done', function())]
+        except Exception as error:
+            dist.broadcast_object_list([('failed', f'{type(error).__name__}: {error}')], src=0)
+            raise
+    dist.broadcast_object_list(box, src=0)
+    status, value = box[0]
+    if status == 'failed':
+        raise DepthnbInputError(f'rank 0 stopped the render: {value}')
+    return value
+
+def _render_together(world: World, folder: Path, description: dict, workers: int, progress: bool,
+                     rank: int, processes: int) -> None:
+    """Every rank of the process group renders its share of the samples (every `processes`-th) into the one
+    `folder`; rank 0 alone holds the lock, prepares the folder and, once every share is done, writes
+    `meta.json`. Only rank 0 shows progress."""
+    import torch.distributed as dist
+    from contextlib import nullcontext
+    with _cache_lock(folder, progress) if rank == 0 else nullcontext():
+        todo = _on_rank0(lambda: _start_render(folder, world.n, description), rank)
+        if todo is None:
+            return
+        share = todo[rank::processes]
+        label = f' (rank 0 of {processes}: {len(share)} of {len(todo)} samples)'
+        _render(world, folder, share, workers, progress and rank == 0, label)
+        dist.barrier()
+        _on_rank0(lambda: _finish_render(folder, world.n, description), rank)
+
+def write_cache(world: World, out: str | os.PathLike, workers: int = 0, progress: bool = True,
+                distributed: bool = False) -> Path:
     """Render every sample of `world` into `out`: one `NNNNNN.pt` per sample, then `meta.json` (the world and
     every file's size). Finished samples are kept, so an interrupted render resumes; files that are cut short
-    are rendered again; writers in other processes are waited for. Returns the folder."""
+    are rendered again; writers in other processes are waited for. With `distributed` in a torch.distributed
+    process group (`depthnb render` under torchrun), every rank must call it: each renders its share of the
+    samples into the same folder (which all of them must see) and the cache is the one a single process
+    writes. Returns the folder."""
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     description = cache_description(world)
+    rank, processes = _process_group() if distributed else (0, 1)
+    if processes > 1:
+        _render_together(world, folder, description, workers, progress, rank, processes)
+        return folder
     with _cache_lock(folder, progress):
-        meta = _check_same_world(folder, description)
-        todo = _samples_to_render(folder, world.n, meta)
-        if meta is not None and not todo and 'files' in meta:
-            return folder
-        _remove_stale_temporaries(folder)
-        atomic_write(folder / RENDERING_FILE, json.dumps(description, indent=1) + '\n')
-        (folder / META_FILE).unlink(missing_ok=True)  # meta.json means complete: not while rendering
-        _render(world, folder, todo, workers, progress)
-        sizes = _sample_sizes(folder)
-        files = {sample_file(folder, i).name: sizes[sample_file(folder, i).name] for i in range(world.n)}
-        atomic_write(folder / META_FILE, json.dumps(description | {'files': files}, indent=1) + '\n')
-        (folder / RENDERING_FILE).unlink()
+        todo = _start_render(folder, world.n, description)
+        if todo is not None:
+            _render(world, folder, todo, workers, progress)
+            _finish_render(folder, world.n, description)
     return folder
 
 class CachedWorld(torch.utils.data.Dataset):
