@@ -1,13 +1,12 @@
 """What every benchmark script does at the end: write its results atomically as JSON and say where."""
 import json
-import os
 from pathlib import Path
+
+from depthnb.core import atomic_write
 
 
 def write_results(res: dict, out) -> Path:
-    "Write `res` to `out` (JSON) through a temporary file and a rename; print the path."
-    out = Path(out); out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix('.json.tmp')
-    tmp.write_text(json.dumps(res, indent=2) + '\n'); os.replace(tmp, out)
+    "Write `res` to `out` (JSON) atomically (`depthnb.core.atomic_write`); print the path."
+    out = atomic_write(out, json.dumps(res, indent=2) + '\n')
     print(f'wrote {out}')
     return out

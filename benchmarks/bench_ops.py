@@ -34,7 +34,8 @@ class MD2SSIM(nn.Module):
     def __init__(self):
         super().__init__()
         self.mu_x_pool, self.mu_y_pool = nn.AvgPool2d(3, 1), nn.AvgPool2d(3, 1)
-        self.sig_x_pool, self.sig_y_pool, self.sig_xy_pool = nn.AvgPool2d(3, 1), nn.AvgPool2d(3, 1), nn.AvgPool2d(3, 1)
+        self.sig_x_pool, self.sig_y_pool = nn.AvgPool2d(3, 1), nn.AvgPool2d(3, 1)
+        self.sig_xy_pool = nn.AvgPool2d(3, 1)
         self.refl = nn.ReflectionPad2d(1)
         self.C1, self.C2 = 0.01 ** 2, 0.03 ** 2
 
@@ -105,18 +106,22 @@ SSIM_ONLY = {'depthnb': lambda x, y: ssim(x, y).mean(), 'monodepth2': lambda x, 
 def time_fwd_bwd(fn, inputs, device) -> float:
     "One forward+backward, in seconds (inputs are leaves re-created so grads do not accumulate)."
     leaves = [t.detach().clone().requires_grad_(t.is_floating_point()) for t in inputs]
-    if device.type == 'cuda': torch.cuda.synchronize()
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
     t0 = time.perf_counter()
     fn(*leaves).backward()
-    if device.type == 'cuda': torch.cuda.synchronize()
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
     return time.perf_counter() - t0
 
 
 def bench(fns: dict, inputs, repeats: int, device) -> dict:
-    for fn in fns.values(): time_fwd_bwd(fn, inputs, device)  # warm-up
+    for fn in fns.values():
+        time_fwd_bwd(fn, inputs, device)  # warm-up
     times = {k: [] for k in fns}
     for _ in range(repeats):                                   # interleaved: same conditions for all
-        for k, fn in fns.items(): times[k].append(time_fwd_bwd(fn, inputs, device))
+        for k, fn in fns.items():
+            times[k].append(time_fwd_bwd(fn, inputs, device))
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -128,7 +133,8 @@ def main(argv=None):
     ap.add_argument('--shape', type=int, nargs=4, default=[4, 3, 192, 640], metavar=('B', 'C', 'H', 'W'))
     ap.add_argument('--out', default=str(Path(__file__).parent / 'results' / 'ops.json'))
     args = ap.parse_args(argv)
-    if args.threads: torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
     b, c, h, w = args.shape
@@ -147,26 +153,29 @@ def main(argv=None):
 
     res = dict(
         shape=[b, c, h, w], device=str(device), threads=torch.get_num_threads(), repeats=args.repeats,
-        torch=torch.__version__, kornia=kornia.__version__, machine=platform.machine(), cpu_count=os.cpu_count(),
+        torch=torch.__version__, kornia=kornia.__version__, machine=platform.machine(),
+        cpu_count=os.cpu_count(), load_average_1min=round(os.getloadavg()[0], 2),
         seconds={'pipeline': full, 'ssim': ssim_t, 'warp': warp_t},
         speedup_vs_monodepth2=full['monodepth2'] / full['depthnb'],
         speedup_vs_kornia=full['kornia'] / full['depthnb'],
         ssim_speedup_vs_monodepth2=ssim_t['monodepth2'] / ssim_t['depthnb'],
         ssim_speedup_vs_kornia=ssim_t['kornia'] / ssim_t['depthnb'],
         ssim_to_warp_ratio_monodepth2=ssim_t['monodepth2'] / warp_t['monodepth2'],
-        loss_depthnb=ours, loss_monodepth2=md2, loss_abs_diff=abs(ours - md2), ssim_max_abs_diff_vs_monodepth2=ssim_diff,
+        loss_depthnb=ours, loss_monodepth2=md2, loss_abs_diff=abs(ours - md2),
+        ssim_max_abs_diff_vs_monodepth2=ssim_diff,
         targets={'speedup_vs_monodepth2': '>= 1.5', 'speedup_vs_kornia': '>= 1.0'},
     )
-    print(f"forward+backward at {b}×{c}×{h}×{w} on {device} ({res['threads']} threads), median of {args.repeats}")
+    print(f"forward+backward at {b}×{c}×{h}×{w} on {device} ({res['threads']} threads), "
+          f"median of {args.repeats}")
     print(f"{'':12s} {'pipeline ms':>12s} {'ssim ms':>9s} {'warp ms':>9s}")
     for k in PIPELINES:
         wt = f"{warp_t[k] * 1e3:9.1f}" if k in warp_t else f"{'-':>9s}"
         print(f"{k:12s} {full[k] * 1e3:12.1f} {ssim_t[k] * 1e3:9.1f} {wt}")
     print(f"speedup vs monodepth2: {res['speedup_vs_monodepth2']:.2f}× (target ≥ 1.5), vs kornia: "
-          f"{res['speedup_vs_kornia']:.2f}× (target ≥ 1.0); SSIM alone {res['ssim_speedup_vs_monodepth2']:.2f}× / "
-          f"{res['ssim_speedup_vs_kornia']:.2f}×")
-    print(f"monodepth2 SSIM / warp cost: {res['ssim_to_warp_ratio_monodepth2']:.1f}×; loss |depthnb − monodepth2| = "
-          f"{res['loss_abs_diff']:.2e}, SSIM max diff {ssim_diff:.2e}")
+          f"{res['speedup_vs_kornia']:.2f}× (target ≥ 1.0); "
+          f"SSIM alone {res['ssim_speedup_vs_monodepth2']:.2f}× / {res['ssim_speedup_vs_kornia']:.2f}×")
+    print(f"monodepth2 SSIM / warp cost: {res['ssim_to_warp_ratio_monodepth2']:.1f}×; "
+          f"loss |depthnb − monodepth2| = {res['loss_abs_diff']:.2e}, SSIM max diff {ssim_diff:.2e}")
     write_results(res, args.out)
     return res
 

@@ -3,16 +3,23 @@ reference monodepth2 implementation, and inference latency / parameter counts of
 
 (1) One Adam step at 192×640 (batch 4) of monodepth2's stereo training (their `networks.ResnetEncoder`,
     `networks.DepthDecoder`, `layers.BackprojectDepth`/`Project3D`/`SSIM`/`get_smooth_loss`, the loss of their
-    `trainer.py`: 4 scales upsampled to full resolution, min reprojection with identity auto-masking, smoothness
-    1e-3/2^s) and the same step in depthnb (`DepthNet`, `warp_by_disparity`, `photometric_error`,
-    `min_reprojection`, `edge_aware_smoothness`), interleaved in one process. monodepth2 is taken from its PyPI
-    wheel, unpacked into a temporary folder (`pip download --no-deps monodepth2`): its top-level `layers`,
+    `trainer.py`: 4 scales upsampled to full resolution, min reprojection with identity auto-masking,
+    smoothness 1e-3/2^s) and the same step in depthnb (`DepthNet`, `warp_by_disparity`, `photometric_error`,
+    `min_reprojection`, `edge_aware_smoothness`), interleaved in one process. monodepth2 is taken from its
+    PyPI wheel, unpacked into a temporary folder (`pip download --no-deps monodepth2`): its top-level `layers`,
     `networks`, … modules are not installed into the environment.
-(2) Inference latency (batch 1, no grad) and parameter counts of DispNet, StereoNet and DepthNet at 384×1248
+(2) How much of the machine a step uses: the FLOPs of one step (matrix products and convolutions,
+    forward + backward, counted by `torch.utils.flop_counter.FlopCounterMode`; elementwise work is not
+    counted) divided by the median step time, as a fraction of the machine's fp32 matmul peak measured in the
+    same run (the best of several large `torch.mm` at the same thread count).
+(3) Inference latency (batch 1, no grad) and parameter counts of DispNet, StereoNet and DepthNet at 384×1248
     and 192×640.
-Prints a table and writes benchmarks/results/train.json (`step_time_ratio_vs_monodepth2` = ours / reference).
+Prints a table and writes benchmarks/results/train.json (`step_time_ratio_vs_monodepth2` = ours / reference,
+from the medians; `step_time_ratio_of_minima` from the fastest step of each, which load on a shared machine
+can only slow down; `step_time_ratio_per_repeat` = the ratio of each interleaved pair, whose spread says how
+noisy the machine was). The matmul peak is measured between the repeats and the best rate kept.
 
-    python benchmarks/bench_train.py [--repeats 5] [--batch 4]
+    python benchmarks/bench_train.py [--repeats 7] [--batch 4] [--threads N]
 """
 from __future__ import annotations
 
@@ -31,6 +38,7 @@ from _results import write_results
 
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from depthnb.geometry import warp_by_disparity
 from depthnb.losses import edge_aware_smoothness, masked_mean, min_reprojection, photometric_error
@@ -40,13 +48,16 @@ from depthnb.models.mono import sigmoid_to_depth
 
 def monodepth2_modules(tmp: Path):
     "Download and unpack the monodepth2 wheel into `tmp`; import its `networks` and `layers`."
-    r = subprocess.run([sys.executable, '-m', 'pip', 'download', '--no-deps', '-q', '-d', str(tmp), 'monodepth2'],
-                       capture_output=True, text=True)
+    cmd = [sys.executable, '-m', 'pip', 'download', '--no-deps', '-q', '-d', str(tmp), 'monodepth2']
+    r = subprocess.run(cmd, capture_output=True, text=True)
     wheels = list(tmp.glob('monodepth2-*.whl'))
-    if not wheels: raise SystemExit(f'could not download the monodepth2 wheel: {r.stderr[-500:]}')
-    with zipfile.ZipFile(wheels[0]) as z: z.extractall(tmp / 'md2')
+    if not wheels:
+        raise SystemExit(f'could not download the monodepth2 wheel: {r.stderr[-500:]}')
+    with zipfile.ZipFile(wheels[0]) as z:
+        z.extractall(tmp / 'md2')
     sys.path.insert(0, str(tmp / 'md2'))
-    import layers, networks  # noqa: E401
+    import layers
+    import networks
     return networks, layers
 
 
@@ -57,7 +68,8 @@ def make_md2_step(networks, layers, left, right, K, T, lr=1e-4):
     params = list(enc.parameters()) + list(dec.parameters())
     opt = torch.optim.Adam(params, lr)
     backproject, project, ssim = layers.BackprojectDepth(b, h, w), layers.Project3D(b, h, w), layers.SSIM()
-    K4 = torch.eye(4).expand(b, 4, 4).clone(); K4[:, :3, :3] = K
+    K4 = torch.eye(4).expand(b, 4, 4).clone()
+    K4[:, :3, :3] = K
     inv_K = torch.linalg.inv(K4)
 
     def reproj(pred, target):
@@ -80,7 +92,9 @@ def make_md2_step(networks, layers, left, right, K, T, lr=1e-4):
             loss = loss + 1e-3 * layers.get_smooth_loss(norm, color) / (2 ** s)
             total = total + loss
         total = total / 4
-        opt.zero_grad(); total.backward(); opt.step()
+        opt.zero_grad()
+        total.backward()
+        opt.step()
     return step, sum(p.numel() for p in params)
 
 
@@ -101,8 +115,30 @@ def make_our_step(left, right, focal, baseline, lr=1e-4):
             color = F.interpolate(left, disp.shape[-2:], mode='bilinear', align_corners=False)
             total = total + masked_mean(best, auto) + 1e-3 * edge_aware_smoothness(disp, color) / (2 ** s)
         total = total / 4
-        opt.zero_grad(); total.backward(); opt.step()
+        opt.zero_grad()
+        total.backward()
+        opt.step()
     return step, sum(p.numel() for p in net.parameters())
+
+
+def matmul_peak_gflops(sizes=(1024, 2048), repeats=3) -> float:
+    "The machine's fp32 matmul rate (GFLOP/s) at the current thread count: the best n×n `torch.mm`."
+    best = 0.
+    for n in sizes:
+        a, b = torch.rand(n, n), torch.rand(n, n)
+        torch.mm(a, b)                                                    # warm-up
+        for _ in range(repeats):
+            t = time.perf_counter()
+            torch.mm(a, b)
+            best = max(best, 2 * n ** 3 / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def step_flops(step) -> int:
+    "FLOPs of one call of `step` (matrix products and convolutions, forward + backward), by FlopCounterMode."
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
 
 
 def latency(net, inputs, repeats=3):
@@ -111,47 +147,87 @@ def latency(net, inputs, repeats=3):
         net(*inputs)
         ts = []
         for _ in range(repeats):
-            t = time.perf_counter(); net(*inputs); ts.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            net(*inputs)
+            ts.append(time.perf_counter() - t)
     return statistics.median(ts)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--repeats', type=int, default=5)
+    ap.add_argument('--repeats', type=int, default=7)
     ap.add_argument('--batch', type=int, default=4)
     ap.add_argument('--size', type=int, nargs=2, default=[192, 640])
+    ap.add_argument('--threads', type=int, default=None, help="torch's intra-op threads (default: torch's)")
+    ap.add_argument('--no-inference', action='store_true', help='skip (3), the inference latencies')
     ap.add_argument('--out', default=str(Path(__file__).parent / 'results' / 'train.json'))
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     b, (h, w) = args.batch, args.size
-    left = torch.rand(b, 3, h, w); right = torch.roll(left, -6, dims=-1)
-    focal, baseline = 0.58 * w, 0.1                                       # monodepth2's stereo T uses a 0.1 baseline
+    load_before = os.getloadavg()
+    left = torch.rand(b, 3, h, w)
+    right = torch.roll(left, -6, dims=-1)
+    focal, baseline = 0.58 * w, 0.1                  # monodepth2's stereo T uses a 0.1 baseline
     K = torch.tensor([[focal, 0, (w - 1) / 2], [0, focal, (h - 1) / 2], [0, 0, 1.]]).expand(b, 3, 3).clone()
-    T = torch.eye(4).expand(b, 4, 4).clone(); T[:, 0, 3] = -baseline
+    T = torch.eye(4).expand(b, 4, 4).clone()
+    T[:, 0, 3] = -baseline
+    names = ('monodepth2', 'depthnb')
     with tempfile.TemporaryDirectory() as tmp:
         networks, layers = monodepth2_modules(Path(tmp))
         md2_step, md2_params = make_md2_step(networks, layers, left, right, K, T)
         our_step, our_params = make_our_step(left, right, focal, baseline)
-        for f in (md2_step, our_step): f()                                # warm-up
-        times = {'monodepth2': [], 'depthnb': []}
+        steps = dict(zip(names, (md2_step, our_step)))
+        for f in steps.values():
+            f()                                                           # warm-up
+        peak = []
+        times = {k: [] for k in names}
         for _ in range(args.repeats):
-            for k, f in (('monodepth2', md2_step), ('depthnb', our_step)):
-                t = time.perf_counter(); f(); times[k].append(time.perf_counter() - t)
+            for k, f in steps.items():
+                t = time.perf_counter()
+                f()
+                times[k].append(time.perf_counter() - t)
+            peak.append(matmul_peak_gflops())             # between the repeats: the best rate of the run
+        flops = {k: step_flops(f) for k, f in steps.items()}
     step = {k: statistics.median(v) for k, v in times.items()}
-    res = dict(size=[h, w], batch=b, repeats=args.repeats, threads=torch.get_num_threads(), torch=torch.__version__,
-               machine=platform.machine(), cpu_count=os.cpu_count(), step_seconds=step,
+    per_repeat = [ours / ref for ref, ours in zip(times['monodepth2'], times['depthnb'])]
+    peak_gflops = max(peak)
+    achieved = {k: flops[k] / step[k] / 1e9 for k in names}
+    res = dict(size=[h, w], batch=b, repeats=args.repeats, threads=torch.get_num_threads(),
+               torch=torch.__version__, machine=platform.machine(), cpu_count=os.cpu_count(),
+               load_average_1min=[round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+               step_seconds=step, step_seconds_all=times,
                params=dict(depthnet_resnet18=our_params, monodepth2_resnet18=md2_params),
-               step_time_ratio_vs_monodepth2=step['depthnb'] / step['monodepth2'], target='<= 0.8', inference={})
-    print(f'training step at {b}×3×{h}×{w} on CPU ({res["threads"]} threads), median of {args.repeats}:')
-    print(f"  monodepth2 {step['monodepth2']:.3f} s   depthnb {step['depthnb']:.3f} s   ratio {res['step_time_ratio_vs_monodepth2']:.2f} (target ≤ 0.8)")
-    print(f"{'network':10s} {'params (M)':>10s} {'192×640 ms':>11s} {'384×1248 ms':>12s}")
-    for name, net, stereo in (('DispNet', DispNet(), True), ('StereoNet', StereoNet(), True), ('DepthNet', DepthNet(18), False)):
-        row = dict(params=sum(p.numel() for p in net.parameters()))
-        for (hh, ww) in ((192, 640), (384, 1248)):
-            x = torch.rand(1, 3, hh, ww)
-            row[f'{hh}x{ww}_ms'] = 1e3 * latency(net, (x, x) if stereo else (x,))
-        res['inference'][name] = row
-        print(f"{name:10s} {row['params'] / 1e6:10.2f} {row['192x640_ms']:11.1f} {row['384x1248_ms']:12.1f}")
+               step_time_ratio_vs_monodepth2=step['depthnb'] / step['monodepth2'],
+               step_time_ratio_of_minima=min(times['depthnb']) / min(times['monodepth2']),
+               step_time_ratio_per_repeat=per_repeat, target='<= 0.8',
+               step_gflop=({k: flops[k] / 1e9 for k in names}),
+               achieved_gflops_per_s=achieved, matmul_peak_gflops_per_s=peak_gflops,
+               fraction_of_matmul_peak={k: achieved[k] / peak_gflops for k in names}, inference={})
+    ratio = res['step_time_ratio_vs_monodepth2']
+    spread = (min(per_repeat), max(per_repeat))
+    print(f'training step at {b}×3×{h}×{w} on CPU ({res["threads"]} threads), median of {args.repeats} '
+          f'(1-min load average {res["load_average_1min"][0]} → {res["load_average_1min"][1]}):')
+    print(f"  monodepth2 {step['monodepth2']:.3f} s   depthnb {step['depthnb']:.3f} s   ratio {ratio:.2f} "
+          f"(target ≤ 0.8; per interleaved pair {spread[0]:.2f} … {spread[1]:.2f}; "
+          f"of the fastest steps {res['step_time_ratio_of_minima']:.2f})")
+    print(f'  fp32 matmul peak {peak_gflops:.1f} GFLOP/s (best torch.mm)')
+    for k in names:
+        print(f"  {k:10s} {res['step_gflop'][k]:.1f} GFLOP/step (mm + conv) → {achieved[k]:.1f} GFLOP/s = "
+              f"{res['fraction_of_matmul_peak'][k]:.0%} of the matmul peak")
+    if not args.no_inference:
+        print(f"{'network':10s} {'params (M)':>10s} {'192×640 ms':>11s} {'384×1248 ms':>12s}")
+        nets = (('DispNet', DispNet(), True), ('StereoNet', StereoNet(), True),
+                ('DepthNet', DepthNet(18), False))
+        for name, net, stereo in nets:
+            row = dict(params=sum(p.numel() for p in net.parameters()))
+            for (hh, ww) in ((192, 640), (384, 1248)):
+                x = torch.rand(1, 3, hh, ww)
+                row[f'{hh}x{ww}_ms'] = 1e3 * latency(net, (x, x) if stereo else (x,))
+            res['inference'][name] = row
+            print(f"{name:10s} {row['params'] / 1e6:10.2f} {row['192x640_ms']:11.1f} "
+                  f"{row['384x1248_ms']:12.1f}")
     write_results(res, args.out)
     return res
 

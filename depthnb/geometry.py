@@ -30,9 +30,12 @@ def _sample_xy(img: torch.Tensor, x: torch.Tensor, y: torch.Tensor, mode: str, y
     gx = x.mul(2 / max(w - 1, 1)).sub_(1)
     gy = y.mul(2 / max(h - 1, 1)).sub_(1)
     grid = torch.stack((gx, gy.expand_as(gx)), dim=-1)
+    with torch.no_grad():   # NaN/±Inf → outside (grid_sample's backward reads out of bounds at NaN positions)
+        grid.nan_to_num_(nan=-2., posinf=2., neginf=-2.)   # gradient 0 there: border padding clamps outside
     src = img if img.is_floating_point() else img.to(x.dtype)
     out = F.grid_sample(src.to(x.dtype), grid, mode=mode, padding_mode='border', align_corners=True)
-    if not img.is_floating_point(): out = out.round().to(img.dtype)
+    if not img.is_floating_point():
+        out = out.round().to(img.dtype)
     tol = 1e-3
     lo, hi = (-tol, w - 1 + tol) if mode == 'bilinear' else (-0.5, w - 0.5)
     valid = (x >= lo) & (x <= hi) if mode == 'bilinear' else (x > lo) & (x < hi)
@@ -41,36 +44,44 @@ def _sample_xy(img: torch.Tensor, x: torch.Tensor, y: torch.Tensor, mode: str, y
         valid = valid & ((y >= lo) & (y <= hi) if mode == 'bilinear' else (y > lo) & (y < hi))
     return out, valid[:, None]
 
-def sample(img: torch.Tensor, coords: torch.Tensor, mode: str = 'bilinear') -> tuple[torch.Tensor, torch.Tensor]:
+def sample(img: torch.Tensor, coords: torch.Tensor,
+           mode: str = 'bilinear') -> tuple[torch.Tensor, torch.Tensor]:
     """Sample `img` (B×C×H×W) at pixel coordinates `coords` (B×2×h×w, channel 0 = x, 1 = y).
 
     Returns `(sampled B×C×h×w, valid B×1×h×w bool)`. `valid` is False where the position lies outside
     the image: outside [0, W−1]×[0, H−1] for `bilinear`, where the rounded pixel is outside for `nearest`.
     Outside positions take the border value (gradients stay finite); mask them with `valid`. The bounds have
     a tolerance of `1e-3` px, so round-off (e.g. through `K⁻¹` and `K`) does not invalidate border pixels.
-    `grid_sample` is called in one place, `_sample_xy` (`align_corners=True`: pixel centres at integers)."""
-    if mode not in ('bilinear', 'nearest'): raise DepthnbInputError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
+    NaN positions are invalid too (with zero gradient). `grid_sample` is called in one place, `_sample_xy`
+    (`align_corners=True`: pixel centres at integers)."""
+    if mode not in ('bilinear', 'nearest'):
+        raise DepthnbInputError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
     check_tensor(img, 'img', 4)
     check_tensor(coords, 'coords', 4, 2, floating=True)
     if coords.shape[0] != img.shape[0]:
-        raise DepthnbInputError(f'img and coords must have the same batch size, got {tuple(img.shape)} and {tuple(coords.shape)}')
+        raise DepthnbInputError(f'img and coords must have the same batch size, '
+                                f'got {tuple(img.shape)} and {tuple(coords.shape)}')
     return _sample_xy(img, coords[:, 0], coords[:, 1], mode)
 
 # %% ../nbs/01_geometry.ipynb #3b02cc7e
 def warp_by_disparity(img: torch.Tensor, disp: torch.Tensor, mode: str = 'bilinear',
-                      reference: str = 'left') -> tuple[torch.Tensor, torch.Tensor]:
+                      reference: str = 'left', check: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Warp `img` (B×C×H×W, the *other* view) into the reference view by disparity `disp` (B×1×H×W, pixels).
 
     `reference='left'`: `img` is the right view, sampled at `x − disp` (Reciprocal eq. 1).
     `reference='right'`: `img` is the left view, sampled at `x + disp`.
     Returns `(warped B×C×H×W, valid B×1×H×W bool)`; `valid` is False where the sample falls outside the
-    image. `mode='nearest'` for labels (integer tensors keep their dtype)."""
+    image (and where `disp` is NaN or ±Inf). `mode='nearest'` for labels (integer tensors keep their dtype).
+    `check=True` raises on NaN/Inf disparity instead — a host–device sync, so training steps leave it off."""
     check_tensor(img, 'img', 4)
     check_tensor(disp, 'disp', 4, 1, floating=True)
     check_same_size(img, disp, 'img', 'disp')
-    check_finite(disp, 'disp')
-    if reference not in ('left', 'right'): raise DepthnbInputError(f"reference must be 'left' or 'right', got {reference!r}")
-    if mode not in ('bilinear', 'nearest'): raise DepthnbInputError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
+    if reference not in ('left', 'right'):
+        raise DepthnbInputError(f"reference must be 'left' or 'right', got {reference!r}")
+    if mode not in ('bilinear', 'nearest'):
+        raise DepthnbInputError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
+    if check:
+        check_finite(disp, 'disp')
     h, w = disp.shape[-2:]
     xs = torch.arange(w, device=disp.device, dtype=disp.dtype)
     x = xs - disp[:, 0] if reference == 'left' else xs + disp[:, 0]           # B×H×W
@@ -106,26 +117,33 @@ def resize_disparity(disp: torch.Tensor, size: tuple[int, int], mode: str = 'bil
 # %% ../nbs/01_geometry.ipynb #61879a8f
 def _check_K(K: torch.Tensor, name: str, b: int) -> torch.Tensor:
     check_tensor(K, name, (2, 3), floating=True)
-    if K.shape[-2:] != (3, 3): raise DepthnbInputError(f'{name} must be 3×3 or B×3×3, got shape {tuple(K.shape)}')
+    if K.shape[-2:] != (3, 3):
+        raise DepthnbInputError(f'{name} must be 3×3 or B×3×3, got shape {tuple(K.shape)}')
     K = K.expand(b, 3, 3) if K.ndim == 2 or K.shape[0] == 1 else K
-    if K.shape[0] != b: raise DepthnbInputError(f'{name} has batch size {K.shape[0]}, expected {b}')
+    if K.shape[0] != b:
+        raise DepthnbInputError(f'{name} has batch size {K.shape[0]}, expected {b}')
     return K
 
-def backproject(depth: torch.Tensor, K_inv: torch.Tensor) -> torch.Tensor:
-    "3-D points (B×3×H×W, camera frame, metres) of every pixel: `depth · K⁻¹ (x, y, 1)ᵀ`. `depth` B×1×H×W > 0."
+def backproject(depth: torch.Tensor, K_inv: torch.Tensor, check: bool = False) -> torch.Tensor:
+    """3-D points (B×3×H×W, camera frame, metres) of every pixel: `depth · K⁻¹ (x, y, 1)ᵀ`.
+
+    `depth` B×1×H×W, positive and finite (`check=True` raises otherwise: a host–device sync)."""
     check_tensor(depth, 'depth', 4, 1, floating=True)
-    check_positive(depth, 'depth')
+    if check:
+        check_positive(depth, 'depth')
     b, _, h, w = depth.shape
     K_inv = _check_K(K_inv, 'K_inv', b).to(depth.dtype)
     grid = pixel_grid(h, w, depth.device, depth.dtype)
     pix = torch.cat((grid, torch.ones_like(grid[:, :1])), 1).reshape(1, 3, -1)
     return (K_inv @ pix).reshape(b, 3, h, w) * depth
 
-def project(points: torch.Tensor, K: torch.Tensor, T: torch.Tensor | None = None,
-            eps: float = 1e-7) -> tuple[torch.Tensor, torch.Tensor]:
+def project(points: torch.Tensor, K: torch.Tensor, T: torch.Tensor | None = None, eps: float = 1e-7,
+            at_infinity: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Project 3-D points (B×3×H×W) after the rigid transform `T` (B×4×4, default identity) with `K` (B×3×3).
 
-    Returns `(pix B×2×H×W pixel coordinates (x, y), z B×1×H×W depth in the new camera)`."""
+    Returns `(pix B×2×H×W pixel coordinates (x, y), z B×1×H×W depth in the new camera)`.
+    `at_infinity` (B×1×H×W bool): these `points` are directions, homogeneous points `(X, 0)`: `T` rotates
+    them and its translation does not move them; their `z` is the direction's z (> 0: in front)."""
     check_tensor(points, 'points', 4, 3, floating=True)
     b, _, h, w = points.shape
     K = _check_K(K, 'K', b).to(points.dtype)
@@ -135,7 +153,12 @@ def project(points: torch.Tensor, K: torch.Tensor, T: torch.Tensor | None = None
         if T.shape[1:] != (4, 4) or T.shape[0] not in (1, b):
             raise DepthnbInputError(f'T must be B×4×4 (B={b}), got shape {tuple(T.shape)}')
         T = T.to(points.dtype)
-        p = T[:, :3, :3] @ p + T[:, :3, 3:]
+        t = T[:, :3, 3:]
+        if at_infinity is not None:
+            check_tensor(at_infinity, 'at_infinity', 4, 1)
+            check_same_size(points, at_infinity, 'points', 'at_infinity')
+            t = t * at_infinity.logical_not().reshape(b, 1, -1).to(points.dtype)   # homogeneous weight 0 or 1
+        p = T[:, :3, :3] @ p + t
     q = K @ p
     z = q[:, 2:3]
     pix = q[:, :2] / z.clamp(min=eps)
@@ -147,7 +170,8 @@ def pose_vec_to_mat(vec: torch.Tensor) -> torch.Tensor:
 
     The rotation is Rodrigues' formula, with Taylor expansions near zero angle so it is smooth there."""
     check_tensor(vec, 'vec', 2, floating=True)
-    if vec.shape[1] != 6: raise DepthnbInputError(f'vec must be B×6 (axis-angle, translation), got shape {tuple(vec.shape)}')
+    if vec.shape[1] != 6:
+        raise DepthnbInputError(f'vec must be B×6 (axis-angle, translation), got shape {tuple(vec.shape)}')
     r, t = vec[:, :3], vec[:, 3:]
     theta2 = (r * r).sum(1, keepdim=True)[..., None]  # B×1×1
     small = theta2 < 1e-8
@@ -155,80 +179,125 @@ def pose_vec_to_mat(vec: torch.Tensor) -> torch.Tensor:
     a = torch.where(small, 1 - theta2 / 6, torch.sin(theta) / theta)            # sin θ / θ
     c = torch.where(small, 0.5 - theta2 / 24, (1 - torch.cos(theta)) / theta.pow(2))  # (1 − cos θ) / θ²
     zero = torch.zeros_like(r[:, 0])
-    Kx = torch.stack((zero, -r[:, 2], r[:, 1], r[:, 2], zero, -r[:, 0], -r[:, 1], r[:, 0], zero), 1).reshape(-1, 3, 3)
+    Kx = torch.stack((zero, -r[:, 2], r[:, 1],
+                      r[:, 2], zero, -r[:, 0],
+                      -r[:, 1], r[:, 0], zero), 1).reshape(-1, 3, 3)   # the cross-product matrix [r]×
     R = torch.eye(3, dtype=vec.dtype, device=vec.device) + a * Kx + c * (Kx @ Kx)
     T = torch.zeros(vec.shape[0], 4, 4, dtype=vec.dtype, device=vec.device)
     T[:, :3, :3], T[:, :3, 3], T[:, 3, 3] = R, t, 1
     return T
 
 # %% ../nbs/01_geometry.ipynb #e1e2fa74
+def _check_T(T: torch.Tensor, name: str) -> torch.Tensor:
+    check_tensor(T, name, 3, floating=True)
+    if T.shape[1:] != (4, 4):
+        raise DepthnbInputError(f'{name} must be B×4×4, got shape {tuple(T.shape)}')
+    return T
+
+def _reproject(depth: torch.Tensor, T: torch.Tensor, K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where the pixels of a depth map (B×1×H×W; +inf = at infinity) land after the camera motion `T`
+    (B×4×4), with intrinsics `K` (B×3×3, checked): `(coords B×2×H×W, z B×1×H×W)`. A finite depth moves by
+    `K (R d K⁻¹ u + t)`; an infinite one by `K R K⁻¹ u`. No host sync (`inv_ex` reports a singular `K`
+    without one), and no NaN for infinite depth, in the values or in the gradients."""
+    at_inf = torch.isposinf(depth)
+    finite = torch.where(at_inf, torch.ones_like(depth), depth)      # the ray K⁻¹ u for points at infinity
+    K_inv = torch.linalg.inv_ex(K).inverse
+    return project(backproject(finite, K_inv), K, T, at_infinity=at_inf)
+
 def warp_by_pose(img_s: torch.Tensor, depth_t: torch.Tensor, T_t_to_s: torch.Tensor, K: torch.Tensor,
-                 mode: str = 'bilinear') -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                 mode: str = 'bilinear',
+                 check: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Reconstruct frame t from source frame s: sample `img_s` (B×C×H×W) where the pixels of t land in s,
     given depth of t (B×1×H×W), the pose `T_t_to_s` (B×4×4) and intrinsics `K` (B×3×3) (SGDepth eq. 1–2,
     CoopNet eq. 3). Returns `(warped B×C×H×W, valid B×1×H×W bool, coords B×2×H×W pixel positions in s)`;
-    `valid` is False outside the image and behind the camera. `mode='nearest'` for labels and masks."""
+    `valid` is False outside the image and behind the camera. `mode='nearest'` for labels and masks.
+
+    `depth_t` is positive; `+inf` (the sky) is a point at infinity, moved by the rotation of `T_t_to_s` only.
+    `check=True` raises on NaN, zero or negative depth — a host–device sync, so training steps leave it
+    off."""
     check_tensor(img_s, 'img_s', 4)
     check_tensor(depth_t, 'depth_t', 4, 1, floating=True)
     check_same_size(img_s, depth_t, 'img_s', 'depth_t')
-    check_positive(depth_t, 'depth_t')
-    check_tensor(T_t_to_s, 'T_t_to_s', 3, floating=True)
-    if T_t_to_s.shape[1:] != (4, 4): raise DepthnbInputError(f'T_t_to_s must be B×4×4, got shape {tuple(T_t_to_s.shape)}')
+    _check_T(T_t_to_s, 'T_t_to_s')
     K = _check_K(K, 'K', depth_t.shape[0]).to(depth_t.dtype)
-    coords, z = project(backproject(depth_t, torch.linalg.inv(K)), K, T_t_to_s)
+    if check:
+        check_positive(depth_t, 'depth_t', allow_inf=True)
+    coords, z = _reproject(depth_t, T_t_to_s, K)
     warped, valid = sample(img_s, coords, mode)
     return warped, valid & (z > 1e-3), coords
 
-def rigid_flow(depth: torch.Tensor, T: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
-    "Optical flow (B×2×H×W, px) induced by camera motion `T` (B×4×4, t → s) on a scene of depth `depth` (CoopNet eq. 5)."
+def rigid_flow(depth: torch.Tensor, T: torch.Tensor, K: torch.Tensor, check: bool = False) -> torch.Tensor:
+    """Optical flow (B×2×H×W, px) induced by camera motion `T` (B×4×4, t → s) on a scene of depth `depth`
+    (B×1×H×W, positive; `+inf` = at infinity, moved by the rotation only) (CoopNet eq. 5).
+    `check=True` raises on NaN, zero or negative depth (a host–device sync)."""
     check_tensor(depth, 'depth', 4, 1, floating=True)
+    _check_T(T, 'T')
     K = _check_K(K, 'K', depth.shape[0]).to(depth.dtype)
-    coords, _ = project(backproject(depth, torch.linalg.inv(K)), K, T)
+    if check:
+        check_positive(depth, 'depth', allow_inf=True)
+    coords, _ = _reproject(depth, T, K)
     return coords - pixel_grid(*depth.shape[-2:], device=depth.device, dtype=depth.dtype)
 
-def warp_by_flow(img: torch.Tensor, flow: torch.Tensor, mode: str = 'bilinear') -> tuple[torch.Tensor, torch.Tensor]:
-    "Sample `img` (B×C×H×W, frame s) at `x + flow` (flow B×2×H×W, t → s, px) (CoopNet eq. 4). Returns `(warped, valid)`."
+def warp_by_flow(img: torch.Tensor, flow: torch.Tensor, mode: str = 'bilinear',
+                 check: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample `img` (B×C×H×W, frame s) at `x + flow` (flow B×2×H×W, t → s, px) (CoopNet eq. 4).
+    Returns `(warped, valid)`; NaN flow is invalid, or raises with `check=True` (a host–device sync)."""
     check_tensor(img, 'img', 4)
     check_tensor(flow, 'flow', 4, 2, floating=True)
     check_same_size(img, flow, 'img', 'flow')
-    check_finite(flow, 'flow')
+    if check:
+        check_finite(flow, 'flow')
     return sample(img, flow + pixel_grid(*flow.shape[-2:], device=flow.device, dtype=flow.dtype), mode)
 
 # %% ../nbs/01_geometry.ipynb #742b3c3f
-def lr_occlusion(disp_l: torch.Tensor, disp_r: torch.Tensor, alpha: float = 0.01) -> torch.Tensor:
+def lr_occlusion(disp_l: torch.Tensor, disp_r: torch.Tensor, alpha: float = 0.01,
+                 check: bool = False) -> torch.Tensor:
     """Left-right consistency occlusion map of the left view, Reciprocal eq. 4; 1 = occluded.
 
     `disp_l`, `disp_r`: B×1×H×W positive disparities of the left and right views (px). A left pixel is
     occluded when `|d_l − d̃_r| ≥ α(|d_l| + |d̃_r|) + 0.5` with `d̃_r = d_r(x − d_l)` (bilinear), or when
     `x − d_l` lies outside the image. Returns float B×1×H×W in {0, 1}. For the right view's map, call
-    `lr_occlusion(mirror(disp_r), mirror(disp_l))` and mirror the result."""
-    check_tensor(disp_l, 'disp_l', 4, 1, floating=True); check_tensor(disp_r, 'disp_r', 4, 1, floating=True)
+    `lr_occlusion(mirror(disp_r), mirror(disp_l))` and mirror the result. A NaN on either side makes the
+    pixel occluded; `check=True` raises on NaN/Inf instead (a host–device sync)."""
+    check_tensor(disp_l, 'disp_l', 4, 1, floating=True)
+    check_tensor(disp_r, 'disp_r', 4, 1, floating=True)
     check_same_size(disp_l, disp_r, 'disp_l', 'disp_r')
-    check_finite(disp_l, 'disp_l'); check_finite(disp_r, 'disp_r')
+    if check:
+        check_finite(disp_l, 'disp_l')
+        check_finite(disp_r, 'disp_r')
     d_r, inside = warp_by_disparity(disp_r, disp_l)
-    occ = ((disp_l - d_r).abs() >= alpha * (disp_l.abs() + d_r.abs()) + 0.5) | ~inside
-    return occ.to(disp_l.dtype)
+    consistent = (disp_l - d_r).abs() < alpha * (disp_l.abs() + d_r.abs()) + 0.5      # False for NaN
+    return (~(consistent & inside)).to(disp_l.dtype)
 
 # %% ../nbs/01_geometry.ipynb #88f1e716
 def _two_layer_scene(h=4, w=40, bg=2., fg=8., x0=20, x1=30):
-    "Disparity maps of both views for a fronto-parallel box (left columns [x0, x1), disparity fg) before a wall (bg)."
-    disp_l = torch.full((1, 1, h, w), bg); disp_l[..., x0:x1] = fg
-    disp_r = torch.full((1, 1, h, w), bg); disp_r[..., x0 - int(fg):x1 - int(fg)] = fg
+    """Disparity maps of both views for a fronto-parallel box (left columns [x0, x1), disparity fg) before a
+    wall (disparity bg)."""
+    disp_l = torch.full((1, 1, h, w), bg)
+    disp_l[..., x0:x1] = fg
+    disp_r = torch.full((1, 1, h, w), bg)
+    disp_r[..., x0 - int(fg):x1 - int(fg)] = fg
     return disp_l, disp_r
 
 # %% ../nbs/01_geometry.ipynb #b6a71eaa
-def fb_occlusion(flow_fw: torch.Tensor, flow_bw: torch.Tensor, alpha1: float = 0.01, alpha2: float = 0.5) -> torch.Tensor:
+def fb_occlusion(flow_fw: torch.Tensor, flow_bw: torch.Tensor, alpha1: float = 0.01, alpha2: float = 0.5,
+                 check: bool = False) -> torch.Tensor:
     """Forward-backward occlusion map of frame t (Sundaram et al. 2010, as in UnFlow); 1 = occluded.
 
     `flow_fw` (t → s) and `flow_bw` (s → t): B×2×H×W. A pixel is occluded when
-    `|f + b̃|² ≥ α1(|f|² + |b̃|²) + α2`, with `b̃ = flow_bw(x + f(x))`, or when `x + f(x)` leaves the image."""
-    check_tensor(flow_fw, 'flow_fw', 4, 2, floating=True); check_tensor(flow_bw, 'flow_bw', 4, 2, floating=True)
+    `|f + b̃|² ≥ α1(|f|² + |b̃|²) + α2`, with `b̃ = flow_bw(x + f(x))`, or when `x + f(x)` leaves the image.
+    A NaN on either side makes the pixel occluded; `check=True` raises on NaN/Inf instead (a host–device
+    sync)."""
+    check_tensor(flow_fw, 'flow_fw', 4, 2, floating=True)
+    check_tensor(flow_bw, 'flow_bw', 4, 2, floating=True)
     check_same_size(flow_fw, flow_bw, 'flow_fw', 'flow_bw')
-    check_finite(flow_fw, 'flow_fw'); check_finite(flow_bw, 'flow_bw')
+    if check:
+        check_finite(flow_fw, 'flow_fw')
+        check_finite(flow_bw, 'flow_bw')
     b, inside = warp_by_flow(flow_bw, flow_fw)
     sq = lambda v: (v * v).sum(1, keepdim=True)
-    occ = (sq(flow_fw + b) >= alpha1 * (sq(flow_fw) + sq(b)) + alpha2) | ~inside
-    return occ.to(flow_fw.dtype)
+    consistent = sq(flow_fw + b) < alpha1 * (sq(flow_fw) + sq(b)) + alpha2            # False for NaN
+    return (~(consistent & inside)).to(flow_fw.dtype)
 
 # %% ../nbs/01_geometry.ipynb #0584b316
 def mirror(x: torch.Tensor) -> torch.Tensor:
@@ -250,11 +319,12 @@ def splat_disparity(disp_l: torch.Tensor, valid: torch.Tensor | None = None) -> 
     b, _, h, w = disp_l.shape
     ok = torch.isfinite(disp_l) & (disp_l > 0)
     if valid is not None:
-        check_tensor(valid, 'valid', 4, 1); check_same_size(disp_l, valid, 'disp_l', 'valid')
+        check_tensor(valid, 'valid', 4, 1)
+        check_same_size(disp_l, valid, 'disp_l', 'valid')
         ok = ok & valid.bool()
     d = torch.where(ok, disp_l, torch.zeros_like(disp_l))
     u = pixel_grid(h, w, disp_l.device, disp_l.dtype)[:, :1] - d
-    out = torch.zeros(b, 1, h, w + 2, dtype=disp_l.dtype, device=disp_l.device)  # columns 0 and w+1 catch the outside
+    out = torch.zeros(b, 1, h, w + 2, dtype=disp_l.dtype, device=disp_l.device)  # columns 0, w+1: the outside
     for idx in (u.floor(), u.ceil()):
         idx = torch.where(ok & (idx >= 0) & (idx <= w - 1), idx + 1, torch.zeros_like(idx)).long()
         out.scatter_reduce_(3, idx, d, reduce='amax')

@@ -20,64 +20,84 @@ __all__ = ['gaussian_window', 'ssim', 'photometric_error', 'masked_mean', 'edge_
 # %% ../nbs/02_losses.ipynb #a68dd933
 _C1, _C2 = 0.01 ** 2, 0.03 ** 2
 
-def _box3(p: torch.Tensor) -> torch.Tensor:
-    "Sums over 3×3 windows (valid positions only) by separable shifted adds: B×C×(H+2)×(W+2) → B×C×H×W."
-    r = p[..., :-2] + p[..., 1:-1]
-    r += p[..., 2:]
-    m = r[..., :-2, :] + r[..., 1:-1, :]
-    m += r[..., 2:, :]
-    return m
+def _sum3(p: torch.Tensor, dim: int, adjoint: bool = False, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Sums of 3 neighbours along `dim` (−1 or −2, size ≥ 2) with reflection padding, without padding `p`:
+    shifted adds into one tensor (`out`, not `p`; default a new one), then the reflected neighbour added at
+    both ends. `adjoint`: the transpose of that operator (zero padding; each end folded back into its inner
+    neighbour)."""
+    n = p.shape[dim]
+    r = torch.empty_like(p) if out is None else out
+    torch.add(p.narrow(dim, 1, n - 1), p.narrow(dim, 0, n - 1), out=r.narrow(dim, 1, n - 1))
+    r.select(dim, 0).copy_(p.select(dim, 0))
+    r.narrow(dim, 0, n - 1).add_(p.narrow(dim, 1, n - 1))
+    if adjoint:
+        r.select(dim, 1).add_(p.select(dim, 0))
+        r.select(dim, n - 2).add_(p.select(dim, n - 1))
+    else:
+        r.select(dim, 0).add_(p.select(dim, 1))
+        r.select(dim, n - 1).add_(p.select(dim, n - 2))
+    return r
+
+def _box_mean_(p: torch.Tensor, adjoint: bool = False) -> torch.Tensor:
+    """3×3 means of B×C×H×W `p` with reflection padding (H, W ≥ 2); `adjoint`: the transpose of that filter.
+    Written over `p`, a temporary (on CPU a fresh buffer costs its page faults: one fewer is faster)."""
+    return _sum3(_sum3(p, -1, adjoint), -2, adjoint, out=p).mul_(1 / 9)
 
 def _box_moments(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    "Reflection-padded 3×3 means of x, y, x², y², xy, filtered together in one pass."
-    s = torch.cat((x, y, x * x, y * y, x * y), 1)
-    return _box3(F.pad(s, (1, 1, 1, 1), mode='reflect')).mul_(1 / 9).chunk(5, 1)
-
-def _box_adjoint(g: torch.Tensor) -> torch.Tensor:
-    "The transpose of reflection padding + 3×3 mean (`_box_moments`' filter), applied to `g` (B×C×H×W)."
-    gp = _box3(F.pad(g, (2, 2, 2, 2))).mul_(1 / 9)      # adjoint of the window mean: B×C×(H+2)×(W+2)
-    t = gp[..., 1:-1]                                    # fold the reflected columns back ...
-    t[..., 1] += gp[..., 0]
-    t[..., -2] += gp[..., -1]
-    u = t[..., 1:-1, :]                                  # ... then the reflected rows
-    u[..., 1, :] += t[..., 0, :]
-    u[..., -2, :] += t[..., -1, :]
-    return u
+    "Reflection-padded 3×3 means of x, y, x², y², xy: written into one stacked tensor, filtered in one pass."
+    c = x.shape[1]
+    s = x.new_empty(x.shape[0], 5 * c, *x.shape[2:])
+    s[:, :c] = x
+    s[:, c:2 * c] = y
+    torch.mul(x, x, out=s[:, 2 * c:3 * c])
+    torch.mul(y, y, out=s[:, 3 * c:4 * c])
+    torch.mul(x, y, out=s[:, 4 * c:])
+    return _box_mean_(s).chunk(5, 1)
 
 class _BoxSSIM(torch.autograd.Function):
-    "SSIM map with a 3×3 box window and reflection padding, with a hand-written backward pass."
+    """SSIM map with a 3×3 box window and reflection padding, with a hand-written backward pass.
+    `dssim=True` returns `clamp((1 − SSIM)/2, 0, 1)` instead (the photometric error's term), in the same
+    pass."""
     @staticmethod
-    @torch.amp.custom_fwd(device_type='cuda', cast_inputs=torch.float32)  # SSIM's variances cancel badly in fp16/bf16
-    def forward(ctx, x, y):
+    @torch.amp.custom_fwd(device_type='cuda', cast_inputs=torch.float32)  # variances cancel badly in fp16
+    def forward(ctx, x, y, dssim: bool = False):
         mx, my, sxx, syy, sxy = _box_moments(x, y)
         mxy = mx * my
-        a = mxy * 2 + _C1                                   # 2μxμy + C1
-        bb = (sxy - mxy).mul_(2).add_(_C2)                  # 2σxy + C2
-        mx2, my2 = mx * mx, my * my
-        cc = (mx2 + my2).add_(_C1)                          # μx² + μy² + C1
-        dd = (sxx + syy).sub_(mx2).sub_(my2).add_(_C2)      # σx² + σy² + C2
-        p = (cc * dd).reciprocal_()
-        s = a * bb * p
+        bb = torch.sub(sxy, mxy).mul_(2).add_(_C2)               # 2σxy + C2
+        a = mxy.mul_(2).add_(_C1)                                # 2μxμy + C1 (over μxμy: not needed again)
+        mx2 = mx * mx
+        my2 = my * my
+        dd = sxx.add_(syy).sub_(mx2).sub_(my2).add_(_C2)         # σx² + σy² + C2 (over the filtered x²)
+        cc = mx2.add_(my2).add_(_C1)                             # μx² + μy² + C1 (over μx²)
+        p = torch.mul(cc, dd).reciprocal_()
+        s = torch.mul(a, bb).mul_(p)
+        ctx.dssim = dssim
         ctx.save_for_backward(x, y, mx, my, a, bb, cc, dd, p, s)
-        return s
+        return s.mul(-0.5).add_(0.5).clamp_(0, 1) if dssim else s
 
     @staticmethod
     @torch.amp.custom_bwd(device_type='cuda')
     @torch.autograd.function.once_differentiable
     def backward(ctx, g):
         x, y, mx, my, a, bb, cc, dd, p, s = ctx.saved_tensors
-        gs = g * s
-        d_a_minus_b = (bb - a).mul_(p).mul_(g)              # g·(∂S/∂A − ∂S/∂B)
-        d_c_minus_d = (gs / dd).sub_(gs / cc)               # g·(∂S/∂C − ∂S/∂D)
-        g_mx = (my * d_a_minus_b).add_(mx * d_c_minus_d).mul_(2)
-        g_my = (mx * d_a_minus_b).add_(my * d_c_minus_d).mul_(2)
-        g_sq = -(gs / dd)                                    # ∂/∂E[x²] = ∂/∂E[y²] = g·∂S/∂D
-        g_sxy = (a * p).mul_(g).mul_(2)                     # g·2∂S/∂B
-        gm = _box_adjoint(torch.cat((g_mx, g_my, g_sq, g_sxy), 1))
+        if ctx.dssim:                                            # back through clamp((1 − S)/2, 0, 1)
+            d = s.mul(-0.5).add_(0.5)
+            g = g.mul((d >= 0) & (d <= 1)).mul_(-0.5)
+        c = x.shape[1]
+        gm = g.new_empty(g.shape[0], 4 * c, *g.shape[2:])        # gradients of the four filtered moments
         g_mx, g_my, g_sq, g_sxy = gm.chunk(4, 1)
-        gx = g_mx + (2 * x) * g_sq + y * g_sxy if ctx.needs_input_grad[0] else None
-        gy = g_my + (2 * y) * g_sq + x * g_sxy if ctx.needs_input_grad[1] else None
-        return gx, gy
+        gs = g * s
+        gs_dd = gs / dd
+        d_a_minus_b = torch.sub(bb, a).mul_(p).mul_(g)           # g·(∂S/∂A − ∂S/∂B)
+        d_c_minus_d = gs.div_(cc).neg_().add_(gs_dd)             # g·(∂S/∂C − ∂S/∂D)
+        torch.mul(my, d_a_minus_b, out=g_mx).addcmul_(mx, d_c_minus_d).mul_(2)
+        torch.mul(mx, d_a_minus_b, out=g_my).addcmul_(my, d_c_minus_d).mul_(2)
+        torch.neg(gs_dd, out=g_sq)                               # ∂/∂E[x²] = ∂/∂E[y²] = g·∂S/∂D
+        torch.mul(a, p, out=g_sxy).mul_(g).mul_(2)               # g·2∂S/∂B
+        g_mx, g_my, g_sq, g_sxy = _box_mean_(gm, adjoint=True).chunk(4, 1)
+        gx = torch.addcmul(g_mx, x, g_sq, value=2).addcmul_(y, g_sxy) if ctx.needs_input_grad[0] else None
+        gy = torch.addcmul(g_my, y, g_sq, value=2).addcmul_(x, g_sxy) if ctx.needs_input_grad[1] else None
+        return gx, gy, None
 
 # %% ../nbs/02_losses.ipynb #72908c7c
 def gaussian_window(size: int = 11, sigma: float = 1.5, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -92,21 +112,30 @@ def _gaussian_filter(x: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
     x = F.conv2d(F.pad(x, (r, r, 0, 0), mode='reflect'), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
     return F.conv2d(F.pad(x, (0, 0, r, r), mode='reflect'), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
-def ssim(x: torch.Tensor, y: torch.Tensor, window: str = 'box', size: int | None = None, sigma: float = 1.5) -> torch.Tensor:
+def _check_box_window(x: torch.Tensor, size: int | None) -> None:
+    if size not in (None, 3):
+        raise DepthnbInputError(f"window='box' is the 3×3 monodepth2 window; got size={size}")
+    if min(x.shape[-2:]) < 2:
+        raise DepthnbInputError(f'x must be at least 2×2 for reflection padding, got {tuple(x.shape)}')
+
+def ssim(x: torch.Tensor, y: torch.Tensor, window: str = 'box', size: int | None = None,
+         sigma: float = 1.5) -> torch.Tensor:
     """SSIM map (B×C×H×W) of images `x`, `y` (B×C×H×W, values in [0, 1]); LSIM eq. 3.
 
     `window='box'`: 3×3 average with reflection padding (monodepth2; Reciprocal §3, SGDepth eq. 3).
     `window='gaussian'`: the original Gaussian window (`size` 11, `sigma` 1.5; LSIM), reflection padded."""
-    check_tensor(x, 'x', 4, floating=True); check_tensor(y, 'y', 4, floating=True)
+    check_tensor(x, 'x', 4, floating=True)
+    check_tensor(y, 'y', 4, floating=True)
     check_same_size(x, y, 'x', 'y', 'BCHW')
     if window == 'box':
-        if size not in (None, 3): raise DepthnbInputError(f"window='box' is the 3×3 monodepth2 window; got size={size}")
-        if min(x.shape[-2:]) < 2: raise DepthnbInputError(f'x must be at least 2×2 for reflection padding, got {tuple(x.shape)}')
-        return _BoxSSIM.apply(x, y)
+        _check_box_window(x, size)
+        return _BoxSSIM.apply(x, y, False)
     if window == 'gaussian':
         size = 11 if size is None else size
-        if size % 2 == 0 or size < 3: raise DepthnbInputError(f'size must be odd and ≥ 3, got {size}')
-        if min(x.shape[-2:]) <= size // 2: raise DepthnbInputError(f'x ({tuple(x.shape)}) is too small for a {size}×{size} window')
+        if size % 2 == 0 or size < 3:
+            raise DepthnbInputError(f'size must be odd and ≥ 3, got {size}')
+        if min(x.shape[-2:]) <= size // 2:
+            raise DepthnbInputError(f'x ({tuple(x.shape)}) is too small for a {size}×{size} window')
         f = lambda t: _gaussian_filter(t, size, sigma)
         mx, my = f(x), f(y)
         mx2, my2, mxy = mx * mx, my * my, mx * my
@@ -115,36 +144,52 @@ def ssim(x: torch.Tensor, y: torch.Tensor, window: str = 'box', size: int | None
     raise DepthnbInputError(f"window must be 'box' or 'gaussian', got {window!r}")
 
 # %% ../nbs/02_losses.ipynb #8971b47c
-def photometric_error(x: torch.Tensor, y: torch.Tensor, alpha: float = 0.85, window: str = 'box') -> torch.Tensor:
+def photometric_error(x: torch.Tensor, y: torch.Tensor, alpha: float = 0.85,
+                      window: str = 'box') -> torch.Tensor:
     """Per-pixel photometric error (B×1×H×W) between images `x`, `y` (B×C×H×W in [0, 1]):
     `α·clamp((1 − SSIM)/2, 0, 1) + (1 − α)|x − y|`, mean over channels
-    (Reciprocal eq. 2, SGDepth eq. 3, CoopNet eq. 2 with `window='box'`; LSIM eq. 4 with `window='gaussian'`)."""
-    check_tensor(x, 'x', 4, floating=True); check_tensor(y, 'y', 4, floating=True)
+    (Reciprocal eq. 2, SGDepth eq. 3, CoopNet eq. 2 with `window='box'`; LSIM eq. 4 with
+    `window='gaussian'`)."""
+    check_tensor(x, 'x', 4, floating=True)
+    check_tensor(y, 'y', 4, floating=True)
     check_same_size(x, y, 'x', 'y', 'BCHW')
     l1 = (x - y).abs().mean(1, keepdim=True) if alpha < 1 else 0.
-    if alpha == 0: return l1
-    s = ssim(x, y, window).neg().add(1).mul(0.5).clamp(0, 1).mean(1, keepdim=True)
-    return alpha * s + (1 - alpha) * l1
+    if alpha == 0:
+        return l1
+    if window == 'box':
+        _check_box_window(x, None)
+        dssim = _BoxSSIM.apply(x, y, True)                 # clamp((1 − SSIM)/2, 0, 1) in SSIM's own pass
+    else:
+        dssim = ssim(x, y, window).neg().add(1).mul(0.5).clamp(0, 1)
+    return alpha * dssim.mean(1, keepdim=True) + (1 - alpha) * l1
 
 # %% ../nbs/02_losses.ipynb #08f71b48
 def masked_mean(x: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1e-7) -> torch.Tensor:
     """`Σ x·mask / Σ mask` over all elements (Reciprocal eq. 5); `mask` (bool or float weights) broadcasts
     against `x` (e.g. B×1×H×W against B×C×H×W). An all-zero mask gives 0."""
-    if mask is None: return x.mean()
-    try: m = torch.broadcast_to(mask.to(x.dtype), x.shape)
-    except RuntimeError: raise DepthnbInputError(f'mask (shape {tuple(mask.shape)}) does not broadcast to x (shape {tuple(x.shape)})') from None
+    if mask is None:
+        return x.mean()
+    try:
+        m = torch.broadcast_to(mask.to(x.dtype), x.shape)
+    except RuntimeError:
+        raise DepthnbInputError(f'mask (shape {tuple(mask.shape)}) does not broadcast to x '
+                                f'(shape {tuple(x.shape)})') from None
     return (x * m).sum() / m.sum().clamp(min=eps)
 
 # %% ../nbs/02_losses.ipynb #17407b55
-def _dx(t): return t[..., :, 1:] - t[..., :, :-1]
-def _dy(t): return t[..., 1:, :] - t[..., :-1, :]
-def _mean(t): return t.sum() / max(t.numel(), 1)   # 0 for an empty map (a 1-pixel-high or -wide level)
+def _dx(t):
+    return t[..., :, 1:] - t[..., :, :-1]
+def _dy(t):
+    return t[..., 1:, :] - t[..., :-1, :]
+def _mean(t):
+    return t.sum() / max(t.numel(), 1)   # 0 for an empty map (a 1-pixel-high or -wide level)
 
 def edge_aware_smoothness(disp: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
     """Edge-aware smoothness of the mean-normalised disparity `disp / mean(disp)` (per image), scalar:
     `⟨|∂x d̄| e^{−|∂x I|} + |∂y d̄| e^{−|∂y I|}⟩` with image gradients averaged over channels
     (Reciprocal eq. 3, SGDepth eq. 4; normalisation as in monodepth2). `disp` B×1×H×W, `img` B×3×H×W."""
-    check_tensor(disp, 'disp', 4, 1, floating=True); check_tensor(img, 'img', 4, floating=True)
+    check_tensor(disp, 'disp', 4, 1, floating=True)
+    check_tensor(img, 'img', 4, floating=True)
     check_same_size(disp, img, 'disp', 'img')
     d = disp / (disp.mean((2, 3), keepdim=True) + 1e-7)
     wx = torch.exp(-_dx(img).abs().mean(1, keepdim=True))
@@ -156,8 +201,10 @@ def total_variation(disp: torch.Tensor, reduction: str = 'mean') -> torch.Tensor
     `reduction='sum'` is the equation as printed (summed over pixels, averaged over the batch);
     `'mean'` (default) averages each difference map over its pixels, independent of resolution."""
     check_tensor(disp, 'disp', 4, floating=True)
-    if reduction == 'sum': return (_dy(disp).abs().sum() + _dx(disp).abs().sum()) / disp.shape[0]
-    if reduction == 'mean': return _mean(_dy(disp).abs()) + _mean(_dx(disp).abs())
+    if reduction == 'sum':
+        return (_dy(disp).abs().sum() + _dx(disp).abs().sum()) / disp.shape[0]
+    if reduction == 'mean':
+        return _mean(_dy(disp).abs()) + _mean(_dx(disp).abs())
     raise DepthnbInputError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
 
 # %% ../nbs/02_losses.ipynb #1eba6fce
@@ -165,32 +212,59 @@ def lr_consistency(disp_l: torch.Tensor, disp_r: torch.Tensor) -> torch.Tensor:
     """LSIM eq. 5 for the left view: mean of `|d_l(x) − d_r(x − d_l(x))|` over pixels whose match is inside
     the image (`disp_l`, `disp_r`: B×1×H×W). The right view's term is
     `lr_consistency(mirror(disp_r), mirror(disp_l))`."""
-    check_tensor(disp_l, 'disp_l', 4, 1, floating=True); check_tensor(disp_r, 'disp_r', 4, 1, floating=True)
+    check_tensor(disp_l, 'disp_l', 4, 1, floating=True)
+    check_tensor(disp_r, 'disp_r', 4, 1, floating=True)
     check_same_size(disp_l, disp_r, 'disp_l', 'disp_r')
     d_r, valid = warp_by_disparity(disp_r, disp_l)
     return masked_mean((disp_l - d_r).abs(), valid)
 
-def feature_reconstruction(f_l: torch.Tensor, f_r_warped: torch.Tensor, metric: str = 'cosine') -> torch.Tensor:
+def feature_reconstruction(f_l: torch.Tensor, f_r_warped: torch.Tensor,
+                           metric: str = 'cosine') -> torch.Tensor:
     """Per-pixel feature reconstruction error (B×1×h×w) between left features and warped right features
     (B×C×h×w) — DFR's `L_cos(F_l, W(F_r, D))`. `metric`: `'cosine'` (1 − cosine similarity over
     channels), `'l1'` (mean |a − b| over channels) or `'l2'` (Euclidean distance over channels)."""
-    check_tensor(f_l, 'f_l', 4, floating=True); check_tensor(f_r_warped, 'f_r_warped', 4, floating=True)
+    check_tensor(f_l, 'f_l', 4, floating=True)
+    check_tensor(f_r_warped, 'f_r_warped', 4, floating=True)
     check_same_size(f_l, f_r_warped, 'f_l', 'f_r_warped', 'BCHW')
-    if metric == 'cosine': return 1 - F.cosine_similarity(f_l, f_r_warped, dim=1, eps=1e-6)[:, None]
-    if metric == 'l1': return (f_l - f_r_warped).abs().mean(1, keepdim=True)
-    if metric == 'l2': return ((f_l - f_r_warped).pow(2).sum(1, keepdim=True) + 1e-12).sqrt()
+    if metric == 'cosine':
+        return 1 - F.cosine_similarity(f_l, f_r_warped, dim=1, eps=1e-6)[:, None]
+    if metric == 'l1':
+        return (f_l - f_r_warped).abs().mean(1, keepdim=True)
+    if metric == 'l2':
+        return ((f_l - f_r_warped).pow(2).sum(1, keepdim=True) + 1e-12).sqrt()
     raise DepthnbInputError(f"metric must be 'cosine', 'l1' or 'l2', got {metric!r}")
 
 # %% ../nbs/02_losses.ipynb #c877156f
 def log_l1(pred: torch.Tensor, target: torch.Tensor, occ: torch.Tensor | None = None) -> torch.Tensor:
     """`Σ log(1 + |pred − target|)·(1 − occ) / Σ (1 − occ)`: Reciprocal eq. 6 with an occlusion map `occ`
-    (1 = occluded), eq. 8 without. B×1×H×W; `target` is a teacher's output — detach it if it must not learn."""
-    check_tensor(pred, 'pred', 4, floating=True); check_tensor(target, 'target', 4, floating=True)
+    (1 = occluded), eq. 8 without. B×1×H×W; `target` is a teacher's output — detach it if it must not
+    learn."""
+    check_tensor(pred, 'pred', 4, floating=True)
+    check_tensor(target, 'target', 4, floating=True)
     check_same_size(pred, target, 'pred', 'target', 'BCHW')
     if occ is not None:
-        check_tensor(occ, 'occ', 4, 1); check_same_size(pred, occ, 'pred', 'occ')
+        check_tensor(occ, 'occ', 4, 1)
+        check_same_size(pred, occ, 'pred', 'occ')
     err = torch.log1p((pred - target).abs())
     return masked_mean(err, None if occ is None else 1 - occ)
+
+def _stack_maps(maps: Sequence[torch.Tensor] | torch.Tensor, name: str) -> torch.Tensor:
+    "A list of B×1×H×W maps (or an S×B×1×H×W tensor) as S×B×1×H×W; one map is a view, not a copy."
+    if isinstance(maps, torch.Tensor):
+        return maps
+    maps = list(maps)
+    if not maps:
+        raise DepthnbInputError(f'{name} is empty')
+    for k, m in enumerate(maps):
+        check_tensor(m, f'{name}[{k}]', 4, 1)
+        if m.shape != maps[0].shape:
+            raise DepthnbInputError(f'{name}[{k}] has shape {tuple(m.shape)}, '
+                                    f'{name}[0] has {tuple(maps[0].shape)}')
+    return maps[0][None] if len(maps) == 1 else torch.stack(maps)
+
+def _min_over_frames(e: torch.Tensor) -> torch.Tensor:
+    "Minimum over the first dimension; a single frame is returned as it is (no copy, no scatter backward)."
+    return e[0] if e.shape[0] == 1 else e.min(0).values
 
 def min_reprojection(errors: Sequence[torch.Tensor] | torch.Tensor,
                      identity_errors: Sequence[torch.Tensor] | torch.Tensor | None = None
@@ -201,61 +275,64 @@ def min_reprojection(errors: Sequence[torch.Tensor] | torch.Tensor,
     `identity_errors`: the same for the *unwarped* source frames. Returns `(min_error B×1×H×W,
     mask B×1×H×W bool)`; `mask` is True where the best warped error is strictly below the best identity
     error (all True without identity errors). The loss is `masked_mean(min_error, mask)`."""
-    def stack(maps, name):
-        if isinstance(maps, torch.Tensor): return maps
-        maps = list(maps)
-        for k, m in enumerate(maps):
-            check_tensor(m, f'{name}[{k}]', 4, 1)
-            if m.shape != maps[0].shape:
-                raise DepthnbInputError(f'{name}[{k}] has shape {tuple(m.shape)}, {name}[0] has {tuple(maps[0].shape)}')
-        if not maps: raise DepthnbInputError(f'{name} is empty')
-        return torch.stack(maps)
-    e = stack(errors, 'errors')
-    if e.ndim != 5 or e.shape[2] != 1: raise DepthnbInputError(f'errors must be S maps of B×1×H×W, got shape {tuple(e.shape)}')
-    best = e.min(0).values
-    if identity_errors is None: return best, torch.ones_like(best, dtype=torch.bool)
-    ie = stack(identity_errors, 'identity_errors')
+    e = _stack_maps(errors, 'errors')
+    if e.ndim != 5 or e.shape[2] != 1:
+        raise DepthnbInputError(f'errors must be S maps of B×1×H×W, got shape {tuple(e.shape)}')
+    best = _min_over_frames(e)
+    if identity_errors is None:
+        return best, torch.ones_like(best, dtype=torch.bool)
+    ie = _stack_maps(identity_errors, 'identity_errors')
     if ie.shape[1:] != e.shape[1:]:
-        raise DepthnbInputError(f'identity_errors ({tuple(ie.shape)}) must match errors ({tuple(e.shape)}) per frame')
-    return best, best < ie.min(0).values
+        raise DepthnbInputError(f'identity_errors ({tuple(ie.shape)}) must match errors ({tuple(e.shape)}) '
+                                'per frame')
+    return best, best < _min_over_frames(ie)
 
 # %% ../nbs/02_losses.ipynb #9618131e
 def _scales(preds, gt: torch.Tensor, name: str, weights) -> list[tuple[torch.Tensor, float]]:
-    "Validate multi-scale predictions (a tensor or a list fine → coarse) against `gt`; pair them with their weights."
+    "Check multi-scale predictions (a tensor or a list fine → coarse) against `gt`; pair them with weights."
     preds = [preds] if isinstance(preds, torch.Tensor) else list(preds)
-    if not preds: raise DepthnbInputError(f'{name} is empty: give at least one scale')
+    if not preds:
+        raise DepthnbInputError(f'{name} is empty: give at least one scale')
     weights = [0.5 ** s for s in range(len(preds))] if weights is None else list(weights)
-    if len(weights) != len(preds): raise DepthnbInputError(f'weights has {len(weights)} entries for {len(preds)} scales')
+    if len(weights) != len(preds):
+        raise DepthnbInputError(f'weights has {len(weights)} entries for {len(preds)} scales')
     for s, p in enumerate(preds):
         check_tensor(p, f'{name}[{s}]', 4, 1, floating=True)
         if p.shape[0] != gt.shape[0]:
-            raise DepthnbInputError(f'{name}[{s}] ({tuple(p.shape)}) and gt ({tuple(gt.shape)}) differ in batch size')
+            raise DepthnbInputError(f'{name}[{s}] ({tuple(p.shape)}) and gt ({tuple(gt.shape)}) '
+                                    'differ in batch size')
     return list(zip(preds, weights))
 
-def multiscale_epe(preds: Sequence[torch.Tensor] | torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | None = None,
-                   weights: Sequence[float] | None = None) -> torch.Tensor:
+def multiscale_epe(preds: Sequence[torch.Tensor] | torch.Tensor, gt: torch.Tensor,
+                   valid: torch.Tensor | None = None, weights: Sequence[float] | None = None) -> torch.Tensor:
     """Weighted sum over scales of the mean end-point error `|d̂ − d|` on valid pixels.
 
     `preds`: B×1×h_s×w_s disparities, fine → coarse, each in pixels of its own resolution; `gt`: B×1×H×W;
     `valid`: B×1×H×W bool (default: finite, positive gt). `weights` default `1/2^s`."""
     check_tensor(gt, 'gt', 4, 1, floating=True)
-    if valid is None: valid = torch.isfinite(gt) & (gt > 0)
-    else: check_tensor(valid, 'valid', 4, 1); check_same_size(gt, valid, 'gt', 'valid')
+    if valid is None:
+        valid = torch.isfinite(gt) & (gt > 0)
+    else:
+        check_tensor(valid, 'valid', 4, 1)
+        check_same_size(gt, valid, 'gt', 'valid')
     scales = _scales(preds, gt, 'preds', weights)
     gt = torch.where(valid, gt, torch.zeros_like(gt))
     total = gt.new_zeros(())
     for p, w in scales:
-        if p.shape[-2:] != gt.shape[-2:]: p = resize_disparity(p, gt.shape[-2:])
+        if p.shape[-2:] != gt.shape[-2:]:
+            p = resize_disparity(p, gt.shape[-2:])
         total = total + w * masked_mean((p - gt).abs(), valid)
     return total
 
-def occlusion_bce(pred: Sequence[torch.Tensor] | torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | None = None,
-                  weights: Sequence[float] | None = None) -> torch.Tensor:
+def occlusion_bce(pred: Sequence[torch.Tensor] | torch.Tensor, gt: torch.Tensor,
+                  valid: torch.Tensor | None = None, weights: Sequence[float] | None = None) -> torch.Tensor:
     """Binary cross-entropy of occlusion *logits* `pred` (B×1×h×w, or a list fine → coarse) against the
     ground-truth occlusion `gt` (B×1×H×W in [0, 1], 1 = occluded). Coarser scales are compared with `gt`
     area-downsampled to their size (a soft target: the occluded fraction). `weights` default `1/2^s`."""
     check_tensor(gt, 'gt', 4, 1, floating=True)
-    if valid is not None: check_tensor(valid, 'valid', 4, 1); check_same_size(gt, valid, 'gt', 'valid')
+    if valid is not None:
+        check_tensor(valid, 'valid', 4, 1)
+        check_same_size(gt, valid, 'gt', 'valid')
     total = gt.new_zeros(())
     for p, w in _scales(pred, gt, 'pred', weights):
         g, v = gt, valid

@@ -511,6 +511,192 @@ def test_splat_slanted_scene_matches_analytic_right_disparity(device):
 
 
 # ----------------------------------------------------------------------------------------------------------
+# points at infinity (depth +inf, the renderer's sky): moved by the rotation only
+
+def _reproject_oracle(K, T, depth):
+    """numpy: pixel positions of every pixel after T. Finite depth d: K (R d K⁻¹u + t); +inf: K R K⁻¹u."""
+    b, _, h, w = depth.shape
+    ys, xs = np.mgrid[0:h, 0:w]
+    u = np.stack((xs, ys, np.ones_like(xs)), 0).reshape(3, -1).astype(np.float64)
+    out = np.empty((b, 2, h, w))
+    for i in range(b):
+        Kn, R, t = np_(K[i]), np_(T[i, :3, :3]), np_(T[i, :3, 3])
+        rays = np.linalg.inv(Kn) @ u
+        d = np_(depth[i, 0]).reshape(-1)
+        inf = np.isposinf(d)
+        p = R @ (rays * np.where(inf, 1., d)) + t[:, None] * (~inf)
+        q = Kn @ p
+        out[i] = (q[:2] / q[2:]).reshape(2, h, w)
+    return out
+
+
+def _rotation(rotvec, dtype=torch.float64):
+    T = torch.eye(4, dtype=dtype)[None].clone()
+    T[0, :3, :3] = torch.from_numpy(Rotation.from_rotvec(rotvec).as_matrix()).to(dtype)
+    return T
+
+
+def _with_sky(depth, seed):
+    sky = rand(*depth.shape, seed=seed) < 0.3
+    sky[..., :2, :] = True                                  # whole rows of sky, and scattered sky pixels
+    return depth.masked_fill(sky, float('inf')), sky
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_pure_rotation_is_the_infinite_homography_whatever_the_depth(device, dtype):
+    """Under a pure rotation every pixel moves by K R K⁻¹ — finite depth and +inf alike."""
+    h, w = 9, 13
+    K = intrinsics(10., 9., 6.2, 4.1).to(dtype).to(device)
+    T = _rotation([0.03, -0.04, 0.02], dtype).to(device)
+    depth, sky = _with_sky(rand(1, 1, h, w, seed=40, lo=0.5, hi=50.), seed=41)
+    depth = depth.to(dtype).to(device)
+    Kn, R = np_(K[0]), np_(T[0, :3, :3])
+    ys, xs = np.mgrid[0:h, 0:w]
+    v = (Kn @ R @ np.linalg.inv(Kn)) @ np.stack((xs, ys, np.ones_like(xs)), 0).reshape(3, -1)
+    homography = (v[:2] / v[2:]).reshape(2, h, w)           # the closed form, no depth in it
+    atol = 1e-10 if dtype == torch.float64 else 1e-4
+    img = rand(1, 3, h, w, seed=42).to(dtype).to(device)
+    for d in (depth, torch.full_like(depth, float('inf')), depth.nan_to_num(posinf=3.)):
+        out, valid, coords = warp_by_pose(img, d, T, K)
+        np.testing.assert_allclose(np_(coords[0]), homography, rtol=0, atol=atol)
+        flow = rigid_flow(d, T, K)[0]
+        np.testing.assert_allclose(np_(flow), homography - np.stack((xs, ys)), rtol=0, atol=atol)
+        inside = (homography[0] >= -1e-3) & (homography[0] <= w - 1 + 1e-3)
+        inside &= (homography[1] >= -1e-3) & (homography[1] <= h - 1 + 1e-3)
+        np.testing.assert_array_equal(np_(valid[0, 0]).astype(bool), inside)
+        assert torch.isfinite(out).all() and inside.mean() > 0.5 and not inside.all()
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_translation_moves_finite_depth_by_projection_and_sky_by_rotation_only(device, dtype):
+    b, h, w = 2, 9, 13
+    K = intrinsics(10., 9., 6.2, 4.1, b=b).to(dtype).to(device)
+    depth, sky = _with_sky(rand(b, 1, h, w, seed=43, lo=2., hi=20.), seed=44)
+    depth = depth.to(dtype).to(device).requires_grad_()
+    vec = _small_pose(b, seed=45).to(dtype).to(device).requires_grad_()
+    T = pose_vec_to_mat(vec)
+    img = rand(b, 3, h, w, seed=46).to(dtype).to(device).requires_grad_()
+    out, valid, coords = warp_by_pose(img, depth, T, K)
+    flow = rigid_flow(depth, T, K)
+    ref = _reproject_oracle(K, T.detach(), depth.detach())
+    rtol, atol = (1e-10, 1e-10) if dtype == torch.float64 else (1e-5, 1e-4)
+    np.testing.assert_allclose(np_(coords), ref, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(np_(flow), ref - np_(pixel_grid(h, w)), rtol=rtol, atol=atol)
+    # the sky's positions do not depend on the translation: those of the rotation alone
+    T_rot = T.detach().clone()
+    T_rot[:, :3, 3] = 0
+    _, _, coords_rot = warp_by_pose(img.detach(), depth.detach(), T_rot, K)
+    m = sky.to(device).expand(b, 2, h, w)
+    atol = 1e-12 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(coords.detach()[m], coords_rot[m], rtol=0, atol=atol)
+    assert not torch.equal(coords.detach()[~m], coords_rot[~m])   # finite depths do move with t
+    # no NaN anywhere: values, and gradients through depth, pose and image (0 for the sky's depth)
+    for t in (out, coords, flow):
+        assert torch.isfinite(t).all()
+    (out.sum() + coords.sum() + flow.sum()).backward()
+    for g in (depth.grad, vec.grad, img.grad):
+        assert torch.isfinite(g).all()
+    assert (depth.grad[sky.to(device)] == 0).all() and (depth.grad[~sky.to(device)] != 0).any()
+
+
+def test_sky_behind_the_camera_is_invalid_not_nan(device):
+    "Turning the camera around (π about y) puts the sky's directions behind it: invalid, finite positions."
+    h, w = 6, 8
+    K = intrinsics().to(device)
+    depth = torch.full((1, 1, h, w), float('inf'), dtype=torch.float64, device=device)
+    out, valid, coords = warp_by_pose(rand(1, 3, h, w, seed=47).to(device), depth,
+                                      _rotation([0., math.pi, 0.]).to(device), K)
+    assert not valid.any() and torch.isfinite(out).all() and torch.isfinite(coords).all()
+
+
+def test_warp_by_pose_with_sky_matches_huge_finite_depth(device):
+    "+inf behaves as the limit of ever larger depths (the workaround the renderer's tests used: 1e5 m)."
+    b, h, w = 1, 9, 13
+    K = intrinsics(10., 9., 6.2, 4.1).to(device)
+    T = pose_vec_to_mat(_small_pose(b, seed=48)).to(device)
+    depth, sky = _with_sky(rand(b, 1, h, w, seed=49, lo=2., hi=20.), seed=50)
+    depth = depth.to(device)
+    img = rand(b, 3, h, w, seed=51).to(device)
+    far = depth.nan_to_num(posinf=1e9)
+    for a, c in zip(warp_by_pose(img, depth, T, K), warp_by_pose(img, far, T, K)):
+        torch.testing.assert_close(a, c, rtol=0, atol=1e-7) if a.is_floating_point() else torch.equal(a, c)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# without `check`, bad values are invalid pixels with zero gradient — never a crash
+# (grid_sample's backward pass reads out of bounds at NaN positions; `sample` moves them outside first)
+
+@pytest.mark.parametrize('mode', ['bilinear', 'nearest'])
+@pytest.mark.parametrize('bad', [float('nan'), float('inf'), -float('inf')])
+def test_warps_survive_nan_and_inf_positions(device, mode, bad):
+    b, h, w = 2, 6, 11
+    img = rand(b, 3, h, w, seed=52).to(device).requires_grad_()
+    hole = torch.zeros(b, 1, h, w, dtype=torch.bool)
+    hole[0, 0, 2, 3:9] = True
+    hole[1, 0, 4, 0:5] = True
+    hole = hole.to(device)
+    full = lambda c, v: torch.full((b, c, h, w), v, dtype=torch.float64, device=device)
+    disp = full(1, 2.).masked_fill(hole, bad).requires_grad_()
+    flow = full(2, 0.).masked_fill(hole.expand(b, 2, h, w), bad).requires_grad_()
+    coords = (pixel_grid(h, w, device, torch.float64) + flow.detach()).requires_grad_()
+    depth = full(1, 3.).masked_fill(hole, bad).requires_grad_()
+    K = intrinsics().to(device)
+    identity = torch.eye(4, dtype=torch.float64, device=device)[None]
+    calls = {'warp_by_disparity': lambda: warp_by_disparity(img, disp, mode=mode),
+             'warp_by_flow': lambda: warp_by_flow(img, flow, mode=mode),
+             'sample': lambda: sample(img, coords, mode=mode),
+             'warp_by_pose': lambda: warp_by_pose(img, depth, identity, K, mode=mode)}
+    for name, call in calls.items():
+        out, valid = call()[:2]
+        (out.sum()).backward()
+        assert torch.isfinite(out).all(), name
+        if name == 'warp_by_pose' and bad == float('inf'):
+            assert valid[hole].all(), name                  # +inf depth is the sky: valid, it does not move
+        else:
+            assert not valid[hole].any() and valid[~hole & (pixel_grid(h, w, device)[:, :1] >= 2)].all(), name
+    for t in (img, disp, flow, coords):
+        assert torch.isfinite(t.grad).all()
+    assert torch.isfinite(depth.grad[~hole]).all()             # a NaN depth may get a NaN gradient, no other
+    if mode == 'bilinear':
+        for t in (disp, flow, coords):
+            assert (t.grad[hole.expand_as(t.grad)] == 0).all()
+
+
+def _box_before_wall(h=4, w=40, bg=2., fg=8., x0=20, x1=30):
+    "Disparities of both views: a box (left columns [x0, x1), disparity fg) before a wall (disparity bg)."
+    disp_l = torch.full((1, 1, h, w), bg)
+    disp_l[..., x0:x1] = fg
+    disp_r = torch.full((1, 1, h, w), bg)
+    disp_r[..., x0 - int(fg):x1 - int(fg)] = fg
+    return disp_l, disp_r
+
+
+def test_occlusion_checks_call_nan_occluded(device):
+    disp_l, disp_r = (t.to(device) for t in _box_before_wall())
+    ref = lr_occlusion(disp_l, disp_r)
+    far = torch.ones_like(ref, dtype=torch.bool)
+    far[..., 10:25] = False                                  # pixels that neither are nor read a NaN
+    dl = disp_l.clone()
+    dl[..., 12:15] = float('nan')
+    occ = lr_occlusion(dl, disp_r)
+    assert (occ[..., 12:15] == 1).all() and (ref[..., 12:14] == 0).all()
+    assert torch.equal(occ[far], ref[far])
+    dr = disp_r.clone()
+    dr[..., 12:15] = float('nan')                            # read by the box's left pixels 20…22 (x − 8)
+    occ = lr_occlusion(disp_l, dr)
+    assert (occ[..., 20:23] == 1).all() and (ref[..., 20:23] == 0).all()
+    assert torch.equal(occ[far], ref[far])
+    fw = torch.zeros(1, 2, 4, 40, device=device)
+    fw[:, 0] = -disp_l[:, 0]
+    bw = torch.zeros(1, 2, 4, 40, device=device)
+    bw[:, 0] = disp_r[:, 0]
+    fw_nan = fw.clone()
+    fw_nan[..., 12:15] = float('nan')
+    assert (fb_occlusion(fw_nan, bw)[..., 12:15] == 1).all()
+    assert (fb_occlusion(fw, bw)[..., 12:14] == 0).all()
+
+
+# ----------------------------------------------------------------------------------------------------------
 # bad input → DepthnbInputError naming the argument
 
 _img = lambda *s: torch.rand(*s) if s else torch.rand(1, 3, 5, 7)
@@ -527,8 +713,8 @@ BAD = [
     ('wbd disp ndim', lambda: warp_by_disparity(_img(), _d()[0]), r'\bdisp\b.*4 dimensions'),
     ('wbd sizes', lambda: warp_by_disparity(_img(), torch.rand(1, 1, 5, 8)), r'img and disp'),
     ('wbd batch', lambda: warp_by_disparity(_img(), torch.rand(2, 1, 5, 7)), r'img and disp'),
-    ('wbd nan disp', lambda: warp_by_disparity(_img(), _nan(_d())), r'\bdisp\b.*NaN'),
-    ('wbd inf disp', lambda: warp_by_disparity(_img(), _d() / 0), r'\bdisp\b.*Inf'),
+    ('wbd nan disp', lambda: warp_by_disparity(_img(), _nan(_d()), check=True), r'\bdisp\b.*NaN'),
+    ('wbd inf disp', lambda: warp_by_disparity(_img(), _d() / 0, check=True), r'\bdisp\b.*Inf'),
     ('wbd mode', lambda: warp_by_disparity(_img(), _d(), mode='bicubic'), r'\bmode\b.*bicubic'),
     ('wbd reference', lambda: warp_by_disparity(_img(), _d(), reference='up'), r'\breference\b'),
     ('wbd int disp', lambda: warp_by_disparity(_img(), torch.ones(1, 1, 5, 7, dtype=torch.long)), r'\bdisp\b.*floating'),
@@ -537,33 +723,38 @@ BAD = [
     ('wbp sizes', lambda: warp_by_pose(_img(), _d()[..., :6], _T(), _K()), r'img_s and depth_t'),
     ('wbp K shape', lambda: warp_by_pose(_img(), _d(), _T(), torch.eye(4)[None]), r'\bK\b.*3×3'),
     ('wbp mode', lambda: warp_by_pose(_img(), _d(), _T(), _K(), mode='area'), r'\bmode\b.*area'),
-    ('wbp nonpositive depth', lambda: warp_by_pose(_img(), -_d(), _T(), _K()), r'\bdepth\w*\b.*non-positive'),
-    ('wbp nonpositive depth_t', lambda: warp_by_pose(_img(), _d() * 0, _T(), _K()),
+    ('wbp nonpositive depth', lambda: warp_by_pose(_img(), -_d(), _T(), _K(), check=True),
+                 r'\bdepth\w*\b.*non-positive'),
+    ('wbp nonpositive depth_t', lambda: warp_by_pose(_img(), _d() * 0, _T(), _K(), check=True),
                  r'\bdepth_t\b.*non-positive'),
     ('wbp T shape', lambda: warp_by_pose(_img(), _d(), torch.eye(3)[None], _K()), r'\bT_t_to_s\b'),
-    ('bp depth zero', lambda: backproject(_d() * 0, _K()), r'\bdepth\b.*non-positive'),
-    ('bp depth nan', lambda: backproject(_nan(_d()), _K()), r'\bdepth\b.*NaN'),
+    ('wbp nan depth_t', lambda: warp_by_pose(_img(), _nan(_d()), _T(), _K(), check=True),
+                 r'\bdepth_t\b.*NaN'),
+    ('bp depth zero', lambda: backproject(_d() * 0, _K(), check=True), r'\bdepth\b.*non-positive'),
+    ('bp depth nan', lambda: backproject(_nan(_d()), _K(), check=True), r'\bdepth\b.*NaN'),
+    ('bp depth inf', lambda: backproject(_d() / 0, _K(), check=True), r'\bdepth\b.*Inf'),
     ('bp K_inv shape', lambda: backproject(_d(), torch.eye(2)), r'\bK_inv\b'),
     ('bp K_inv batch', lambda: backproject(_d(), _K().repeat(3, 1, 1)), r'\bK_inv\b.*batch'),
     ('project points channels', lambda: project(_d(), _K()), r'\bpoints\b.*3 channel'),
-    ('rigid_flow depth', lambda: rigid_flow(-_d(), _T(), _K()), r'\bdepth\b.*non-positive'),
+    ('rigid_flow depth', lambda: rigid_flow(-_d(), _T(), _K(), check=True), r'\bdepth\b.*non-positive'),
+    ('rigid_flow T shape', lambda: rigid_flow(_d(), torch.eye(3)[None], _K()), r'\bT\b.*4×4'),
     ('pose vec width', lambda: pose_vec_to_mat(torch.zeros(2, 5)), r'\bvec\b.*B×6'),
     ('pose vec ndim', lambda: pose_vec_to_mat(torch.zeros(6)), r'\bvec\b.*2 dimensions'),
     ('pose vec int', lambda: pose_vec_to_mat(torch.zeros(2, 6, dtype=torch.long)), r'\bvec\b.*floating'),
     ('wbf flow channels', lambda: warp_by_flow(_img(), torch.rand(1, 3, 5, 7)), r'\bflow\b.*2 channel'),
     ('wbf sizes', lambda: warp_by_flow(_img(), torch.rand(1, 2, 6, 7)), r'img and flow'),
-    ('wbf nan flow', lambda: warp_by_flow(_img(), _nan(_f())), r'\bflow\b.*NaN'),
+    ('wbf nan flow', lambda: warp_by_flow(_img(), _nan(_f()), check=True), r'\bflow\b.*NaN'),
     ('wbf mode', lambda: warp_by_flow(_img(), _f(), mode='cubic'), r'\bmode\b'),
     ('wbf img ndim', lambda: warp_by_flow(torch.rand(1, 3, 5), _f()), r'\bimg\b'),
     ('lr sizes', lambda: lr_occlusion(_d(), _d()[..., :6]), r'disp_l and disp_r'),
     ('lr disp_r channels', lambda: lr_occlusion(_d(), _f()), r'\bdisp_r\b.*1 channel'),
     ('lr disp_l channels', lambda: lr_occlusion(_f(), _d()), r'\bdisp_l\b'),
-    ('lr nan disp_l', lambda: lr_occlusion(_nan(_d()), _d()), r'\bdisp_l\b.*NaN'),
-    ('lr nan disp_r', lambda: lr_occlusion(_d(), _nan(_d())), r'\bdisp_r\b.*NaN'),
+    ('lr nan disp_l', lambda: lr_occlusion(_nan(_d()), _d(), check=True), r'\bdisp_l\b.*NaN'),
+    ('lr nan disp_r', lambda: lr_occlusion(_d(), _nan(_d()), check=True), r'\bdisp_r\b.*NaN'),
     ('fb sizes', lambda: fb_occlusion(_f(), _f()[..., :6]), r'flow_fw and flow_bw'),
     ('fb flow_bw channels', lambda: fb_occlusion(_f(), _d()), r'\bflow_bw\b.*2 channel'),
-    ('fb nan flow_fw', lambda: fb_occlusion(_nan(_f()), _f()), r'\bflow_fw\b.*NaN'),
-    ('fb nan flow_bw', lambda: fb_occlusion(_f(), _nan(_f())), r'\bflow_bw\b.*NaN'),
+    ('fb nan flow_fw', lambda: fb_occlusion(_nan(_f()), _f(), check=True), r'\bflow_fw\b.*NaN'),
+    ('fb nan flow_bw', lambda: fb_occlusion(_f(), _nan(_f()), check=True), r'\bflow_bw\b.*NaN'),
     ('splat channels', lambda: splat_disparity(_f()), r'\bdisp_l\b.*1 channel'),
     ('splat ndim', lambda: splat_disparity(_d()[0]), r'\bdisp_l\b.*4 dimensions'),
     ('splat valid size', lambda: splat_disparity(_d(), torch.ones(1, 1, 5, 6, dtype=torch.bool)),

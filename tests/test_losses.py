@@ -10,18 +10,24 @@ runs on CPU, and on CUDA when there is one.
 """
 from __future__ import annotations
 
+import contextlib
+
 import cv2
 import kornia
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from depthnb.core import DepthnbInputError
-from depthnb.geometry import mirror, warp_by_disparity
+from depthnb.geometry import lr_occlusion, mirror, resize_disparity, warp_by_disparity
 from depthnb.losses import (edge_aware_smoothness, feature_reconstruction, gaussian_window, log_l1, lr_consistency,
                             masked_mean, min_reprojection, multiscale_epe, occlusion_bce, photometric_error, ssim,
                             total_variation)
+from depthnb.models import DispNet
 
 from conftest import CUDA, gen, np_, rand  # noqa: F401  (the device fixture comes from conftest)
 C1, C2 = 0.01 ** 2, 0.03 ** 2
@@ -194,6 +200,53 @@ def test_box_ssim_one_input_without_grad_gives_same_gradient(device):
     xx = y.clone().requires_grad_()
     g_swapped, = torch.autograd.grad(ssim(xx, x.detach()).sum(), xx)
     torch.testing.assert_close(g_swapped, g_y, rtol=0, atol=1e-12)
+
+
+def _box_ssim_padded(x, y):
+    "The box SSIM as first written: reflection-pad the stacked moments, then shifted adds (same op order)."
+    s = F.pad(torch.cat((x, y, x * x, y * y, x * y), 1), (1, 1, 1, 1), mode='reflect')
+    r = s[..., :-2] + s[..., 1:-1]
+    r += s[..., 2:]
+    m = r[..., :-2, :] + r[..., 1:-1, :]
+    m += r[..., 2:, :]
+    mx, my, sxx, syy, sxy = m.mul_(1 / 9).chunk(5, 1)
+    mxy = mx * my
+    a = mxy * 2 + C1
+    bb = (sxy - mxy).mul_(2).add_(C2)
+    mx2, my2 = mx * mx, my * my
+    cc = (mx2 + my2).add_(C1)
+    dd = (sxx + syy).sub_(mx2).sub_(my2).add_(C2)
+    return a * bb * (cc * dd).reciprocal_()
+
+
+@pytest.mark.parametrize('shape', BOX_SHAPES, ids=lambda s: 'x'.join(map(str, s)))
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
+def test_box_ssim_is_bitwise_the_padded_formulation(device, shape, dtype):
+    "Adding the reflected neighbours at the borders instead of padding changes no value, not even round-off."
+    x, y = (rand(*shape, seed=s).to(dtype).to(device) for s in (12, 13))
+    assert torch.equal(ssim(x, y), _box_ssim_padded(x, y))
+
+
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
+def test_photometric_error_fused_dssim_matches_the_autograd_chain(device, dtype):
+    """The box path computes clamp((1 − SSIM)/2, 0, 1) inside SSIM's autograd function; the values are those
+    of the chain of torch ops exactly, and so is the clamp's gradient mask (on identical rows, SSIM ≈ 1)."""
+    x0 = rand(2, 3, 9, 12, seed=27)
+    y0 = 0.5 * x0 + 0.5 * rand(2, 3, 9, 12, seed=28)
+    y0[..., :4, :] = x0[..., :4, :]                   # identical rows: (1 − SSIM)/2 is ±round-off: the clamp
+    w = rand(2, 1, 9, 12, seed=29, lo=-1., hi=1.).to(dtype).to(device)
+    grads = []
+    for fused in (True, False):
+        x = x0.to(dtype).to(device).requires_grad_()
+        y = y0.to(dtype).to(device).requires_grad_()
+        if fused:
+            e = photometric_error(x, y, alpha=1.)
+        else:
+            e = ssim(x, y).neg().add(1).mul(0.5).clamp(0, 1).mean(1, keepdim=True)
+        grads.append((e, *torch.autograd.grad((e * w).sum(), (x, y))))
+    assert torch.equal(grads[0][0], grads[1][0])
+    for a, b in zip(grads[0][1:], grads[1][1:]):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-14 if dtype == torch.float64 else 1e-6)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -868,3 +921,136 @@ BAD_FIXED = [
 def test_bad_input_raises_named_error_fixed_gaps(fn, match):
     with pytest.raises(DepthnbInputError, match=match):
         fn()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# a training step reads nothing back to the host (no host–device sync on CUDA)
+
+# Python-level reads of tensor values (tolist and numpy never reach the dispatcher)
+_SYNC_METHODS = {'item', '__bool__', '__float__', '__int__', '__index__', '__complex__', 'tolist', 'numpy'}
+# aten ops that read values (_local_scalar_dense: item/bool/float/int), have data-dependent output shapes,
+# return a Python bool, or build a tensor from Python data (lift_fresh: a blocking host → device copy on CUDA)
+_SYNC_OPS = {'_local_scalar_dense', 'nonzero', 'nonzero_static', 'masked_select', 'equal', 'is_nonzero',
+             '_unique2', 'unique_dim', 'unique_consecutive', 'lift_fresh', 'bincount', 'histc', 'allclose'}
+
+
+class _SyncFunctions(TorchFunctionMode):
+    def __init__(self, found):
+        super().__init__()
+        self.found = found
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, '__name__', '')
+        if name in _SYNC_METHODS:
+            self.found.append(f'Tensor.{name}')
+        return func(*args, **(kwargs or {}))
+
+
+class _SyncOps(TorchDispatchMode):
+    def __init__(self, found):
+        super().__init__()
+        self.found = found
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = func._schema.name.split('::')[-1]
+        bool_index = name in ('index', 'index_put', 'index_put_') and any(
+            isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in (args[1] or []))
+        shape_from_values = name == 'repeat_interleave' and kwargs.get('output_size') is None and len(args) == 1
+        if name in _SYNC_OPS or bool_index or shape_from_values:
+            self.found.append(str(func))
+        return func(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def record_host_syncs():
+    """Record every operation of the block that would make the host wait for the device on CUDA (works on
+    CPU, unlike `torch.cuda.set_sync_debug_mode`); forward and backward passes alike. Yields the list."""
+    found = []
+    with _SyncFunctions(found), _SyncOps(found):
+        yield found
+
+
+def test_record_host_syncs_sees_every_kind_of_read():
+    "The recorder must catch the reads a value check makes, or the tests below prove nothing."
+    x = torch.rand(2, 1, 4, 5, requires_grad=True)
+    y = x.detach()
+    reads = {'item': lambda: y.sum().item(), 'bool': lambda: bool((y > 0).all()),
+             'float': lambda: float(y.max()), 'int': lambda: int(y.sum()), 'tolist': lambda: y.tolist(), 'mask index': lambda: x[x > 0.5],
+             'nonzero': lambda: torch.nonzero(x), 'tensor from data': lambda: torch.tensor([1., 2.]),
+             'as_tensor of a float': lambda: torch.as_tensor(0.3),
+             'check=True': lambda: warp_by_disparity(torch.rand(2, 3, 4, 5), y + 1, check=True)}
+    for name, read in reads.items():
+        with record_host_syncs() as syncs:
+            read()
+        assert syncs, f'{name} was not recorded'
+    with record_host_syncs() as syncs:
+        (x * 2).sum().backward()
+    assert syncs == []
+
+
+def _area(t, size):
+    return t if t.shape[-2:] == tuple(size) else F.adaptive_avg_pool2d(t, size)
+
+
+def _dfr_step_loss(net, left, right, gt, valid, occ_gt):
+    """The loss of a DFR training step, every variant at once: supervised multi-scale EPE + occlusion BCE,
+    photometric (PH) and deep-feature (DFR) reconstruction masked by the predicted occlusion, smoothness, and
+    the other terms of the losses chapter on the same outputs."""
+    out = net(left, right)
+    total = multiscale_epe(out['disp'], gt, valid) + occlusion_bce(out['occ'], occ_gt)
+    occ = torch.sigmoid(out['occ'][0]).detach()
+    for s, d in enumerate(out['disp']):
+        size = d.shape[-2:]
+        l, r = _area(left, size), _area(right, size)
+        warped, inside = warp_by_disparity(r, d)
+        ph = photometric_error(l, warped)
+        best, auto = min_reprojection([ph], [photometric_error(l, r)])
+        total = total + masked_mean(ph, (1 - _area(occ, size)) * inside) + masked_mean(best, auto)
+        total = total + edge_aware_smoothness(d, l) / 2 ** s
+    for fl, fr in zip(out['features_l'], out['features_r']):
+        d = resize_disparity(out['disp'][0], fl.shape[-2:])
+        warped, inside = warp_by_disparity(fr.detach(), d)
+        for metric in ('cosine', 'l1', 'l2'):
+            err = feature_reconstruction(fl.detach(), warped, metric)
+            total = total + masked_mean(err, (1 - _area(occ, fl.shape[-2:])) * inside)
+    d0 = out['disp'][0]
+    total = total + lr_consistency(d0, d0.flip(-1)) + log_l1(d0, gt, lr_occlusion(d0, gt))
+    total = total + total_variation(d0) + photometric_error(left, right, window='gaussian').mean()
+    return total + ssim(left, right).mean()
+
+
+def _dfr_net_and_batch(device):
+    "A small DispNet and a batch (left, right, gt disparity, valid, gt occlusion) on `device`; the net warmed up."
+    torch.manual_seed(0)
+    net = DispNet(width=8).to(device)
+    left, right = (rand(2, 3, 64, 96, seed=s, dtype=torch.float32).to(device) for s in (60, 61))
+    gt = rand(2, 1, 64, 96, seed=62, lo=1., hi=10., dtype=torch.float32).to(device)
+    occ_gt = (rand(2, 1, 64, 96, seed=63, dtype=torch.float32) > 0.8).float().to(device)
+    batch = (left, right, gt, gt < 9., occ_gt)
+    _dfr_step_loss(net, *batch).backward()                                # warm-up (lazy inits)
+    net.zero_grad()
+    return net, batch
+
+
+def test_training_step_makes_no_host_sync(device):
+    """Forward and backward of a DFR training step through the warps and losses read no tensor value back:
+    on CUDA such a read waits for every queued kernel, several times per step."""
+    net, batch = _dfr_net_and_batch(device)
+    with record_host_syncs() as syncs:
+        loss = _dfr_step_loss(net, *batch)
+        loss.backward()
+    assert syncs == [], f'host syncs in the training step: {syncs}'
+    assert torch.isfinite(loss) and all(p.grad is not None for p in net.parameters())
+
+
+@pytest.mark.skipif(not CUDA, reason='needs CUDA')
+def test_training_step_makes_no_cuda_sync():
+    "The same step under CUDA's own sync detector."
+    net, batch = _dfr_net_and_batch(torch.device('cuda'))
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode('error')
+    try:
+        _dfr_step_loss(net, *batch).backward()
+    finally:
+        torch.cuda.set_sync_debug_mode('default')

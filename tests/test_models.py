@@ -314,3 +314,23 @@ def test_models_package_exports_and_runtime_imports():
             "print('ok')")
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0 and r.stdout.strip() == 'ok', r.stderr
+
+
+# ----------------------------------------------------------------------------------------------------------
+# no host sync in a forward + backward pass (a CUDA training step never waits for the device)
+
+def test_networks_make_no_host_sync(device):
+    from test_losses import record_host_syncs
+    torch.manual_seed(0)
+    x1, x2 = pair(70, 130, b=2, device=device)
+    nets = {'DispNet': (DispNet(width=8), (x1, x2)), 'StereoNet': (StereoNet(levels=4), (x1, x2)),
+            'FlowNet': (FlowNet(levels=4, scales=3), (x1, x2)),
+            'DepthNet': (DepthNet(18, seg_classes=3), (x1,)), 'PoseNet': (PoseNet(18), (x1, x2))}
+    for name, (net, inputs) in nets.items():
+        net = net.to(device)
+        with record_host_syncs() as syncs:
+            out = net(*inputs)
+            leaves = [out] if isinstance(out, torch.Tensor) else [t for v in out.values() for t in
+                                                                 (v if isinstance(v, list) else [v])]
+            sum(t.float().mean() for t in leaves).backward()
+        assert syncs == [], f'{name}: host syncs {syncs}'

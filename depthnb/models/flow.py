@@ -13,7 +13,8 @@ import torch.nn.functional as F
 
 from ..core import DepthnbInputError, check_tensor, check_same_size
 from ..geometry import warp_by_flow
-from .stereo import check_pair, pad_to_multiple, crop_to_scale, num_params, _conv, _init_head, _normalize
+from .stereo import (check_pair, pad_to_multiple, crop_to_scale, num_params, _conv, _init_head,
+                                   _normalize)
 
 # %% auto #0
 __all__ = ['correlation_2d', 'FlowNet']
@@ -24,13 +25,16 @@ def correlation_2d(f1: torch.Tensor, f2: torch.Tensor, radius: int = 4) -> torch
 
     Returns B×(2r+1)²×H×W; channel `(dy + r)·(2r + 1) + (dx + r)` = `mean_c f1(x, y) · f2(x + dx, y + dy)`,
     0 where the displaced position is outside. One shifted product at a time (memory B×C×H×W)."""
-    check_tensor(f1, 'f1', 4); check_tensor(f2, 'f2', 4)
+    check_tensor(f1, 'f1', 4)
+    check_tensor(f2, 'f2', 4)
     check_same_size(f1, f2, 'f1', 'f2', 'BCHW')
-    if radius < 0: raise DepthnbInputError(f'radius must be ≥ 0, got {radius!r}')
+    if radius < 0:
+        raise DepthnbInputError(f'radius must be ≥ 0, got {radius!r}')
     h, w = f1.shape[-2:]
     p = F.pad(f2, (radius,) * 4)
+    shifts = [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
     return torch.stack([(f1 * p[..., radius + dy:radius + dy + h, radius + dx:radius + dx + w]).mean(1)
-                        for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)], 1)
+                        for dy, dx in shifts], 1)
 
 # %% ../../nbs/22_models_flow.ipynb #df25b9c8
 class FlowNet(nn.Module):
@@ -38,42 +42,54 @@ class FlowNet(nn.Module):
     a flow estimator per level, coarse to fine.
 
     `net(img1, img2)` with images B×3×H×W in [0, 1] of any size returns `{'flow': [...]}`: `scales` maps
-    B×2×⌈H/2^s⌉×⌈W/2^s⌉ (x, y), fine → coarse, in pixels of scale `s`; `img1`'s pixel `x` is at `x + flow` in `img2`.
+    B×2×⌈H/2^s⌉×⌈W/2^s⌉ (x, y), fine → coarse, in pixels of scale `s`; `img1`'s pixel `x` is at `x + flow`
+    in `img2`.
 
     `levels`: pyramid levels (coarsest 1/2^levels); `finest`: finest estimated level (finer scales are
     upsampled); `radius`: cost-volume search radius (px at every level); `widths`: pyramid channels per level
     1…levels; `est_widths`: estimator channels. Inputs are padded to multiples of 2^levels."""
     def __init__(self, levels: int = 6, scales: int = 4, finest: int = 2, radius: int = 4,
-                 widths: Sequence[int] = (16, 32, 64, 96, 128, 192), est_widths: Sequence[int] = (96, 64, 32)):
+                 widths: Sequence[int] = (16, 32, 64, 96, 128, 192),
+                 est_widths: Sequence[int] = (96, 64, 32)):
         super().__init__()
-        if not 1 <= levels <= 8: raise DepthnbInputError(f'levels must be in 1…8, got {levels!r}')
-        if not 1 <= finest <= levels: raise DepthnbInputError(f'finest must be in 1…levels ({levels}), got {finest!r}')
-        if not 1 <= scales <= levels + 1: raise DepthnbInputError(f'scales must be in 1…levels + 1 ({levels + 1}), got {scales!r}')
-        if radius < 1: raise DepthnbInputError(f'radius must be ≥ 1, got {radius!r}')
-        if len(widths) < levels: raise DepthnbInputError(f'widths needs {levels} entries, got {len(widths)}')
+        if not 1 <= levels <= 8:
+            raise DepthnbInputError(f'levels must be in 1…8, got {levels!r}')
+        if not 1 <= finest <= levels:
+            raise DepthnbInputError(f'finest must be in 1…levels ({levels}), got {finest!r}')
+        if not 1 <= scales <= levels + 1:
+            raise DepthnbInputError(f'scales must be in 1…levels + 1 ({levels + 1}), got {scales!r}')
+        if radius < 1:
+            raise DepthnbInputError(f'radius must be ≥ 1, got {radius!r}')
+        if len(widths) < levels:
+            raise DepthnbInputError(f'widths needs {levels} entries, got {len(widths)}')
         self.levels, self.scales, self.finest, self.radius = levels, scales, finest, radius
         self.multiple = 2 ** levels
         w = [3, *list(widths)[:levels]]
-        self.pyramid = nn.ModuleList([nn.Sequential(_conv(w[l - 1], w[l], 3, 2), _conv(w[l], w[l])) for l in range(1, levels + 1)])
+        self.pyramid = nn.ModuleList([nn.Sequential(_conv(w[l - 1], w[l], 3, 2), _conv(w[l], w[l]))
+                                      for l in range(1, levels + 1)])
         ncv = (2 * radius + 1) ** 2
         def estimator(cin):
             chs = [cin, *est_widths]
-            return nn.Sequential(*[_conv(a, b) for a, b in zip(chs[:-1], chs[1:])], _init_head(nn.Conv2d(chs[-1], 2, 3, 1, 1)))
-        self.est = nn.ModuleDict({str(l): estimator(ncv + w[l] + 2 * (l < levels)) for l in range(finest, levels + 1)})
+            convs = [_conv(a, b) for a, b in zip(chs[:-1], chs[1:])]
+            return nn.Sequential(*convs, _init_head(nn.Conv2d(chs[-1], 2, 3, 1, 1)))
+        self.est = nn.ModuleDict({str(l): estimator(ncv + w[l] + 2 * (l < levels))
+                                  for l in range(finest, levels + 1)})
 
     @staticmethod
     def upsample_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        "Bilinear upsampling of a flow B×2×h×w to `size`, its x and y values rescaled to the new pixels."
+        """Bilinear upsampling of a flow B×2×h×w to `size`, its x and y values rescaled to the new pixels.
+        (Python scalars, not a tensor built from them: that would be a blocking host → device copy.)"""
         h, w = flow.shape[-2:]
         up = F.interpolate(flow, size=size, mode='bilinear', align_corners=False)
-        return up * torch.tensor([size[1] / w, size[0] / h], dtype=flow.dtype, device=flow.device).reshape(1, 2, 1, 1)
+        return torch.cat((up[:, :1] * (size[1] / w), up[:, 1:] * (size[0] / h)), 1)
 
     def forward(self, img1: torch.Tensor, img2: torch.Tensor) -> dict[str, list[torch.Tensor]]:
         check_pair(img1, img2, 'img1', 'img2')
         b, size = img1.shape[0], img1.shape[-2:]
         x = _normalize(pad_to_multiple(torch.cat((img1, img2)), self.multiple))
         feats = [x]
-        for layer in self.pyramid: feats.append(layer(feats[-1]))
+        for layer in self.pyramid:
+            feats.append(layer(feats[-1]))
         flows, flow = {}, None
         for l in range(self.levels, self.finest - 1, -1):
             f1, f2 = feats[l][:b], feats[l][b:]
@@ -86,5 +102,6 @@ class FlowNet(nn.Module):
                 cv = correlation_2d(f1, f2w, self.radius)
                 flow = up + self.est[str(l)](torch.cat((F.leaky_relu(cv, 0.1), f1, up), 1))
             flows[l] = flow
-        for l in range(self.finest - 1, -1, -1): flows[l] = self.upsample_flow(flows[l + 1], feats[l].shape[-2:])
+        for l in range(self.finest - 1, -1, -1):
+            flows[l] = self.upsample_flow(flows[l + 1], feats[l].shape[-2:])
         return {'flow': [crop_to_scale(flows[s], size, s) for s in range(self.scales)]}

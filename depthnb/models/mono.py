@@ -31,7 +31,8 @@ class _ScaleGrad(torch.autograd.Function):
         return grad * ctx.scale, None
 
 class GradScale(nn.Module):
-    """Identity in the forward pass; multiplies the gradient by `scale` (λ) in the backward pass (SGDepth eq. 6).
+    """Identity in the forward pass; multiplies the gradient by `scale` (λ) in the backward pass (SGDepth
+    eq. 6).
 
     Any tensor shape. `scale` is an attribute and may be changed between steps (a schedule)."""
     def __init__(self, scale: float = 1.0):
@@ -41,7 +42,8 @@ class GradScale(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.scale == 1.0 else _ScaleGrad.apply(x, self.scale)
 
-    def extra_repr(self) -> str: return f'scale={self.scale:g}'
+    def extra_repr(self) -> str:
+        return f'scale={self.scale:g}'
 
 # %% ../../nbs/21_models_mono.ipynb #19763e4a
 _RESNETS = {18: ('resnet18', 'ResNet18_Weights'), 34: ('resnet34', 'ResNet34_Weights'),
@@ -53,8 +55,9 @@ def _check_num_layers(num_layers) -> None:
         raise DepthnbInputError(f'num_layers must be one of {sorted(_RESNETS)}, got {num_layers!r}')
 
 def imagenet_state_dict(num_layers: int = 18) -> dict[str, torch.Tensor]:
-    """The ImageNet weights of torchvision's ResNet-`num_layers` (`IMAGENET1K_V1`), from torchvision's hub cache
-    (downloaded there once when there is network). Raises `DepthnbInputError` saying where they are looked for."""
+    """The ImageNet weights of torchvision's ResNet-`num_layers` (`IMAGENET1K_V1`), from torchvision's hub
+    cache (downloaded there once when there is network). Raises `DepthnbInputError` saying where they are
+    looked for."""
     _check_num_layers(num_layers)
     weights = getattr(torchvision.models, _RESNETS[num_layers][1]).IMAGENET1K_V1
     try:
@@ -62,69 +65,87 @@ def imagenet_state_dict(num_layers: int = 18) -> dict[str, torch.Tensor]:
     except Exception as e:
         path = os.path.join(torch.hub.get_dir(), 'checkpoints', os.path.basename(weights.url))
         raise DepthnbInputError(
-            f'pretrained=True: could not load the ImageNet weights of ResNet-{num_layers} ({type(e).__name__}: {e}). '
-            f'torchvision reads them from its hub cache, {path} (the cache is $TORCH_HOME/hub, by default '
-            f'~/.cache/torch/hub), and downloads them from {weights.url} when they are not there. Without network, '
-            f'copy that file there (or set TORCH_HOME), or use pretrained=False.') from e
+            f'pretrained=True: could not load the ImageNet weights of ResNet-{num_layers} '
+            f'({type(e).__name__}: {e}). torchvision reads them from its hub cache, {path} (the cache is '
+            f'$TORCH_HOME/hub, by default ~/.cache/torch/hub), and downloads them from {weights.url} '
+            f'when they are not there. Without network, copy that file there (or set TORCH_HOME), or use '
+            f'pretrained=False.') from e
 
 class ResnetEncoder(nn.Module):
-    """torchvision ResNet-18/34/50 trunk (no classifier) on `num_input_images` stacked images (B×3n×H×W in [0, 1]).
+    """torchvision ResNet-18/34/50 trunk (no classifier) on `num_input_images` stacked images (B×3n×H×W in
+    [0, 1]).
 
-    Returns 5 feature maps: stem (1/2, 64 ch), layer1 (1/4), layer2 (1/8), layer3 (1/16), layer4 (1/32); channels
-    `num_ch_enc` = (64, 64, 128, 256, 512) for 18/34, (64, 256, 512, 1024, 2048) for 50. Normalises with the
-    ImageNet mean and std (per frame)."""
+    Returns 5 feature maps: stem (1/2, 64 ch), layer1 (1/4), layer2 (1/8), layer3 (1/16), layer4 (1/32);
+    channels `num_ch_enc` = (64, 64, 128, 256, 512) for 18/34, (64, 256, 512, 1024, 2048) for 50.
+    Normalises with the ImageNet mean and std (per frame)."""
     def __init__(self, num_layers: int = 18, pretrained: bool = False, num_input_images: int = 1):
         super().__init__()
         _check_num_layers(num_layers)
-        if num_input_images < 1: raise DepthnbInputError(f'num_input_images must be ≥ 1, got {num_input_images!r}')
+        if num_input_images < 1:
+            raise DepthnbInputError(f'num_input_images must be ≥ 1, got {num_input_images!r}')
         net = getattr(torchvision.models, _RESNETS[num_layers][0])(weights=None)
-        if pretrained: net.load_state_dict(imagenet_state_dict(num_layers))
+        if pretrained:
+            net.load_state_dict(imagenet_state_dict(num_layers))
         if num_input_images > 1:
             w = net.conv1.weight.data
             net.conv1 = nn.Conv2d(3 * num_input_images, 64, 7, 2, 3, bias=False)
-            if pretrained: net.conv1.weight.data = torch.cat([w] * num_input_images, 1) / num_input_images
-            else: nn.init.kaiming_normal_(net.conv1.weight, mode='fan_out', nonlinearity='relu')
+            if pretrained:
+                net.conv1.weight.data = torch.cat([w] * num_input_images, 1) / num_input_images
+            else:
+                nn.init.kaiming_normal_(net.conv1.weight, mode='fan_out', nonlinearity='relu')
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         self.num_input_images = num_input_images
         self.num_ch_enc = (64, 64, 128, 256, 512) if num_layers < 50 else (64, 256, 512, 1024, 2048)
-        self.register_buffer('mean', torch.tensor(IMAGENET_MEAN * num_input_images).reshape(1, -1, 1, 1), persistent=False)
-        self.register_buffer('std', torch.tensor(IMAGENET_STD * num_input_images).reshape(1, -1, 1, 1), persistent=False)
+        mean = torch.tensor(IMAGENET_MEAN * num_input_images).reshape(1, -1, 1, 1)
+        std = torch.tensor(IMAGENET_STD * num_input_images).reshape(1, -1, 1, 1)
+        self.register_buffer('mean', mean, persistent=False)
+        self.register_buffer('std', std, persistent=False)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = (x - self.mean) / self.std
         f = [self.relu(self.bn1(self.conv1(x)))]
         f.append(self.layer1(self.maxpool(f[-1])))
-        for layer in (self.layer2, self.layer3, self.layer4): f.append(layer(f[-1]))
+        for layer in (self.layer2, self.layer3, self.layer4):
+            f.append(layer(f[-1]))
         return f
 
 # %% ../../nbs/21_models_mono.ipynb #3298e3a9
 class _ConvBlock(nn.Sequential):
     "3×3 conv with reflection padding (+ ELU): monodepth2's `Conv3x3` / `ConvBlock`."
     def __init__(self, cin: int, cout: int, act: bool = True):
-        super().__init__(nn.ReflectionPad2d(1), nn.Conv2d(cin, cout, 3), *([nn.ELU(inplace=True)] if act else []))
+        activation = [nn.ELU(inplace=True)] if act else []
+        super().__init__(nn.ReflectionPad2d(1), nn.Conv2d(cin, cout, 3), *activation)
 
 class DepthDecoder(nn.Module):
-    """monodepth2's decoder: encoder features (5 maps, fine → coarse, from `ResnetEncoder`) → a list of outputs at
-    `scales` (each B×`out_channels`×H/2^s×W/2^s for the padded input), fine → coarse; sigmoid or raw (logits)."""
+    """monodepth2's decoder: encoder features (5 maps, fine → coarse, from `ResnetEncoder`) → a list of
+    outputs at `scales` (each B×`out_channels`×H/2^s×W/2^s for the padded input), fine → coarse; sigmoid or
+    raw (logits)."""
     num_ch_dec = (16, 32, 64, 128, 256)
 
-    def __init__(self, num_ch_enc, scales=range(4), out_channels: int = 1, activation: str | None = 'sigmoid'):
+    def __init__(self, num_ch_enc, scales=range(4), out_channels: int = 1,
+                 activation: str | None = 'sigmoid'):
         super().__init__()
         self.scales = sorted(scales)
-        if not self.scales or not set(self.scales) <= set(range(5)): raise DepthnbInputError(f'scales must be in 0…4, got {scales!r}')
-        if activation not in ('sigmoid', None): raise DepthnbInputError(f"activation must be 'sigmoid' or None, got {activation!r}")
+        if not self.scales or not set(self.scales) <= set(range(5)):
+            raise DepthnbInputError(f'scales must be in 0…4, got {scales!r}')
+        if activation not in ('sigmoid', None):
+            raise DepthnbInputError(f"activation must be 'sigmoid' or None, got {activation!r}")
         self.activation = activation
         dec = self.num_ch_dec
-        self.upconv0 = nn.ModuleList([_ConvBlock(num_ch_enc[-1] if i == 4 else dec[i + 1], dec[i]) for i in range(5)])
-        self.upconv1 = nn.ModuleList([_ConvBlock(dec[i] + (num_ch_enc[i - 1] if i > 0 else 0), dec[i]) for i in range(5)])
-        self.outconv = nn.ModuleDict({str(s): _ConvBlock(dec[s], out_channels, act=False) for s in self.scales})
+        self.upconv0 = nn.ModuleList([_ConvBlock(num_ch_enc[-1] if i == 4 else dec[i + 1], dec[i])
+                                      for i in range(5)])
+        self.upconv1 = nn.ModuleList([_ConvBlock(dec[i] + (num_ch_enc[i - 1] if i > 0 else 0), dec[i])
+                                      for i in range(5)])
+        self.outconv = nn.ModuleDict({str(s): _ConvBlock(dec[s], out_channels, act=False)
+                                      for s in self.scales})
 
     def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
         x, out = feats[-1], {}
         for i in range(4, -1, -1):
             x = F.interpolate(self.upconv0[i](x), scale_factor=2, mode='nearest')
-            if i > 0: x = torch.cat((x, feats[i - 1]), 1)
+            if i > 0:
+                x = torch.cat((x, feats[i - 1]), 1)
             x = self.upconv1[i](x)
             if i in self.scales:
                 y = self.outconv[str(i)](x)
@@ -132,12 +153,14 @@ class DepthDecoder(nn.Module):
         return [out[s] for s in self.scales]
 
 # %% ../../nbs/21_models_mono.ipynb #fa01ec1b
-def sigmoid_to_depth(sigmoid: torch.Tensor, min_depth: float = 0.1, max_depth: float = 100.) -> tuple[torch.Tensor, torch.Tensor]:
+def sigmoid_to_depth(sigmoid: torch.Tensor, min_depth: float = 0.1,
+                     max_depth: float = 100.) -> tuple[torch.Tensor, torch.Tensor]:
     """monodepth2's `disp_to_depth`: a sigmoid output in [0, 1] → `(scaled_disp, depth)` with
     `scaled_disp = 1/max_depth + (1/min_depth − 1/max_depth) · sigmoid` and `depth = 1 / scaled_disp`
     (so depth lies in [min_depth, max_depth]; units are those of the depths, up to the monocular scale)."""
     check_tensor(sigmoid, 'sigmoid', None, floating=True)
-    if not 0 < min_depth < max_depth: raise DepthnbInputError(f'need 0 < min_depth < max_depth, got {min_depth!r}, {max_depth!r}')
+    if not 0 < min_depth < max_depth:
+        raise DepthnbInputError(f'need 0 < min_depth < max_depth, got {min_depth!r}, {max_depth!r}')
     lo, hi = 1 / max_depth, 1 / min_depth
     scaled = lo + (hi - lo) * sigmoid
     return scaled, 1 / scaled
@@ -146,26 +169,33 @@ class DepthNet(nn.Module):
     """Monocular depth network: ResNet encoder + monodepth2 decoder (+ SGDepth's segmentation head).
 
     `net(x)` with images B×3×H×W in [0, 1] of any size returns a dict:
-    - `'disp'`: `scales` sigmoid maps B×1×⌈H/2^s⌉×⌈W/2^s⌉ in (0, 1), fine → coarse (`sigmoid_to_depth` → depth);
+    - `'disp'`: `scales` sigmoid maps B×1×⌈H/2^s⌉×⌈W/2^s⌉ in (0, 1), fine → coarse (`sigmoid_to_depth` →
+      depth);
     - `'seg'` (with `seg_classes=K`): logits B×K×H×W.
     `num_layers`: 18, 34 or 50; `pretrained`: ImageNet weights (see `imagenet_state_dict`); `scales`: 1…5.
     `seg_grad_scale` (λ) scales the gradient from the segmentation head into the encoder (SGDepth eq. 6);
     `depth_grad_scale` the one from the depth head (None → 1 − λ with a segmentation head, else 1).
-    Weights and activations use the channels-last memory layout (values are unchanged; convolutions are faster)."""
+    Weights and activations use the channels-last memory layout (values are unchanged; convolutions are
+    faster)."""
     multiple = 32
 
-    def __init__(self, num_layers: int = 18, pretrained: bool = False, scales: int = 4, seg_classes: int | None = None,
-                 seg_grad_scale: float = 0.1, depth_grad_scale: float | None = None):
+    def __init__(self, num_layers: int = 18, pretrained: bool = False, scales: int = 4,
+                 seg_classes: int | None = None, seg_grad_scale: float = 0.1,
+                 depth_grad_scale: float | None = None):
         super().__init__()
-        if not 1 <= scales <= 5: raise DepthnbInputError(f'scales must be in 1…5, got {scales!r}')
+        if not 1 <= scales <= 5:
+            raise DepthnbInputError(f'scales must be in 1…5, got {scales!r}')
         if seg_classes is not None and not (isinstance(seg_classes, int) and seg_classes >= 1):
             raise DepthnbInputError(f'seg_classes must be None or a positive int, got {seg_classes!r}')
         self.encoder = ResnetEncoder(num_layers, pretrained)
         self.decoder = DepthDecoder(self.encoder.num_ch_enc, range(scales))
-        self.seg_decoder = None if seg_classes is None else DepthDecoder(self.encoder.num_ch_enc, [0], seg_classes, None)
-        if depth_grad_scale is None: depth_grad_scale = 1 - seg_grad_scale if seg_classes is not None else 1.
+        self.seg_decoder = None
+        if seg_classes is not None:
+            self.seg_decoder = DepthDecoder(self.encoder.num_ch_enc, [0], seg_classes, None)
+        if depth_grad_scale is None:
+            depth_grad_scale = 1 - seg_grad_scale if seg_classes is not None else 1.
         self.seg_grad, self.depth_grad = GradScale(seg_grad_scale), GradScale(depth_grad_scale)
-        self.to(memory_format=torch.channels_last)       # NHWC convolutions: ~1.4× faster on CPU (oneDNN) and for AMP on GPU
+        self.to(memory_format=torch.channels_last)   # NHWC convolutions: ~1.4× faster on CPU, and for AMP
 
     def forward(self, x: torch.Tensor) -> dict[str, list[torch.Tensor] | torch.Tensor]:
         check_input(x, 'x')
@@ -183,11 +213,13 @@ class PoseNet(nn.Module):
     """Pose network (monodepth2): ResNet on stacked frames + pose decoder → B×6 (axis-angle, translation).
 
     `net(a, b)` with `num_frames` images B×3×H×W in [0, 1], or `net(x)` with them concatenated (B×3n×H×W).
-    Any size (the output is averaged over the image; sides below 64 px are replicate-padded to 64 for batch norm).
+    Any size (the output is averaged over the image; sides below 64 px are replicate-padded to 64 for batch
+    norm).
     `num_layers`: 18, 34 or 50."""
     def __init__(self, num_layers: int = 18, num_frames: int = 2, pretrained: bool = False):
         super().__init__()
-        if not (isinstance(num_frames, int) and num_frames >= 2): raise DepthnbInputError(f'num_frames must be an int ≥ 2, got {num_frames!r}')
+        if not (isinstance(num_frames, int) and num_frames >= 2):
+            raise DepthnbInputError(f'num_frames must be an int ≥ 2, got {num_frames!r}')
         self.num_frames = num_frames
         self.encoder = ResnetEncoder(num_layers, pretrained, num_frames)
         self.squeeze = nn.Conv2d(self.encoder.num_ch_enc[-1], 256, 1)
@@ -201,11 +233,15 @@ class PoseNet(nn.Module):
         elif len(frames) == n:
             for i, f in enumerate(frames):
                 check_input(f, f'frames[{i}]')
-                if i: check_same_size(frames[0], f, 'frames[0]', f'frames[{i}]', 'BHW')
+                if i:
+                    check_same_size(frames[0], f, 'frames[0]', f'frames[{i}]', 'BHW')
             x = torch.cat(frames, 1)
         else:
-            raise DepthnbInputError(f'PoseNet takes {n} frames B×3×H×W (or one B×{3 * n}×H×W tensor), got {len(frames)} arguments')
-        if 0 in x.shape: raise DepthnbInputError(f'frames must be non-empty, got shape {tuple(x.shape)}')
-        if min(x.shape[-2:]) < 64: x = pad_to_multiple(x, 1, min_size=64)   # ≥ 2×2 at 1/32 for batch norm
+            raise DepthnbInputError(f'PoseNet takes {n} frames B×3×H×W (or one B×{3 * n}×H×W tensor), '
+                                    f'got {len(frames)} arguments')
+        if 0 in x.shape:
+            raise DepthnbInputError(f'frames must be non-empty, got shape {tuple(x.shape)}')
+        if min(x.shape[-2:]) < 64:
+            x = pad_to_multiple(x, 1, min_size=64)   # ≥ 2×2 at 1/32 for batch norm
         f = F.relu(self.squeeze(self.encoder(x)[-1]))
         return 0.01 * self.pose(f).mean((2, 3))

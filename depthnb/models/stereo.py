@@ -22,12 +22,14 @@ __all__ = ['check_input', 'check_pair', 'pad_to_multiple', 'scale_size', 'crop_t
 def check_input(x, name: str) -> torch.Tensor:
     "An image batch for a network: a non-empty floating-point `B×3×H×W` tensor (values are not checked)."
     check_tensor(x, name, 4, 3, floating=True)
-    if 0 in x.shape: raise DepthnbInputError(f'{name} must be non-empty, got shape {"×".join(map(str, x.shape))}')
+    if 0 in x.shape:
+        raise DepthnbInputError(f'{name} must be non-empty, got shape {"×".join(map(str, x.shape))}')
     return x
 
 def check_pair(a, b, name_a: str, name_b: str) -> None:
     "Two image batches (`check_input`) of the same batch size and spatial size."
-    check_input(a, name_a); check_input(b, name_b)
+    check_input(a, name_a)
+    check_input(b, name_b)
     check_same_size(a, b, name_a, name_b, 'BHW')
 
 def pad_to_multiple(x: torch.Tensor, multiple: int, min_size: int = 0) -> torch.Tensor:
@@ -43,7 +45,8 @@ def scale_size(size: tuple[int, int], s: int) -> tuple[int, int]:
     return -(-size[0] // 2**s), -(-size[1] // 2**s)
 
 def crop_to_scale(t: torch.Tensor, size: tuple[int, int], s: int) -> torch.Tensor:
-    "Crop a map computed on the padded input at scale `s` back to `scale_size(size, s)` (the top-left corner)."
+    """Crop a map computed on the padded input at scale `s` back to `scale_size(size, s)` (its top-left
+    corner)."""
     h, w = scale_size(size, s)
     return t[..., :h, :w]
 
@@ -53,15 +56,20 @@ def correlation_1d(fl: torch.Tensor, fr: torch.Tensor, disps: Sequence[int]) -> 
 
     Returns B×len(disps)×H×W with channel `i` = `mean_c fl(x) · fr(x − disps[i])`, 0 where `x − d` is outside.
     Negative disparities look to the right; one shifted product at a time keeps the memory at B×C×H×W."""
-    check_tensor(fl, 'fl', 4); check_tensor(fr, 'fr', 4)
+    check_tensor(fl, 'fl', 4)
+    check_tensor(fr, 'fr', 4)
     check_same_size(fl, fr, 'fl', 'fr', 'BCHW')
     w = fl.shape[-1]
     out = []
     for d in disps:
         d = int(d)
-        if abs(d) >= w: out.append(fl.new_zeros(fl.shape[0], fl.shape[2], w)); continue
-        if d >= 0: out.append(F.pad((fl[..., d:] * fr[..., :w - d]).mean(1), (d, 0)))
-        else: out.append(F.pad((fl[..., :w + d] * fr[..., -d:]).mean(1), (0, -d)))
+        if abs(d) >= w:
+            out.append(fl.new_zeros(fl.shape[0], fl.shape[2], w))
+            continue
+        if d >= 0:
+            out.append(F.pad((fl[..., d:] * fr[..., :w - d]).mean(1), (d, 0)))
+        else:
+            out.append(F.pad((fl[..., :w + d] * fr[..., -d:]).mean(1), (0, -d)))
     return torch.stack(out, 1)
 
 # %% ../../nbs/20_models_stereo.ipynb #19e95f28
@@ -83,7 +91,8 @@ def _check_max_disp(max_disp) -> None:
 
 def _init_head(conv: nn.Conv2d, std: float = 1e-3) -> nn.Conv2d:
     "Near-zero init of an output conv: an untrained network predicts (almost) a constant, and refines it."
-    nn.init.normal_(conv.weight, std=std); nn.init.zeros_(conv.bias)
+    nn.init.normal_(conv.weight, std=std)
+    nn.init.zeros_(conv.bias)
     return conv
 
 def num_params(net: nn.Module) -> int:
@@ -92,7 +101,8 @@ def num_params(net: nn.Module) -> int:
 
 # %% ../../nbs/20_models_stereo.ipynb #a76da11e
 class DispNet(nn.Module):
-    """DispNet-style stereo network predicting disparity and occlusion at several scales (DFR, Mayer et al. 2016).
+    """DispNet-style stereo network predicting disparity and occlusion at several scales (DFR; Mayer et al.
+    2016).
 
     `net(left, right)` with images B×3×H×W in [0, 1] of any size returns a dict:
     - `'disp'`: `scales` maps B×1×⌈H/2^s⌉×⌈W/2^s⌉, fine → coarse, positive, in pixels of scale `s`;
@@ -101,15 +111,19 @@ class DispNet(nn.Module):
       B×c×⌈H/2⌉×⌈W/2⌉, B×2c×⌈H/4⌉×⌈W/4⌉, B×2c×⌈H/4⌉×⌈W/4⌉.
 
     `max_disp`: the largest disparity at the input resolution (px); None → 0.3·W of each input.
-    `scales`: 1…7 outputs. `width` (c, a multiple of 4): channel width; `corr_disp`: correlation range at 1/4."""
+    `scales`: 1…7 outputs. `width` (c, a multiple of 4): channel width; `corr_disp`: correlation range at
+    1/4."""
     multiple = 64
 
     def __init__(self, max_disp: float | None = None, scales: int = 4, width: int = 32, corr_disp: int = 40):
         super().__init__()
         _check_max_disp(max_disp)
-        if not 1 <= scales <= 7: raise DepthnbInputError(f'scales must be in 1…7, got {scales!r}')
-        if width < 4 or width % 4: raise DepthnbInputError(f'width must be a positive multiple of 4, got {width!r}')
-        if corr_disp < 0: raise DepthnbInputError(f'corr_disp must be ≥ 0, got {corr_disp!r}')
+        if not 1 <= scales <= 7:
+            raise DepthnbInputError(f'scales must be in 1…7, got {scales!r}')
+        if width < 4 or width % 4:
+            raise DepthnbInputError(f'width must be a positive multiple of 4, got {width!r}')
+        if corr_disp < 0:
+            raise DepthnbInputError(f'corr_disp must be ≥ 0, got {corr_disp!r}')
         self.max_disp, self.scales, self.corr_disp = max_disp, scales, corr_disp
         c = width
         self.conv1, self.conv2, self.conv3 = _conv(3, c, 7, 2), _conv(c, 2 * c, 5, 2), _conv(2 * c, 2 * c, 3)
@@ -125,36 +139,42 @@ class DispNet(nn.Module):
         self.up = nn.ModuleList([_upconv(dec[k + 1] if k < 5 else 16 * c, dec[k]) for k in range(6)])
         self.iconv = nn.ModuleList([_conv(dec[k] + 2 + skip[k], dec[k]) for k in range(6)])
         self.head = nn.ModuleList([nn.Conv2d(dec[k], 2, 3, 1, 1) for k in range(6)])
-        for m in (self.head6, *self.head): _init_head(m)
+        for m in (self.head6, *self.head):
+            _init_head(m)
 
     def forward(self, left: torch.Tensor, right: torch.Tensor) -> dict[str, list[torch.Tensor]]:
         check_pair(left, right, 'left', 'right')
         b, size = left.shape[0], left.shape[-2:]
         max_disp = 0.3 * size[1] if self.max_disp is None else self.max_disp
         x = _normalize(pad_to_multiple(torch.cat((left, right)), self.multiple))   # both views as one batch
-        f1 = self.conv1(x); f2 = self.conv2(f1); f3 = self.conv3(f2)
+        f1 = self.conv1(x)
+        f2 = self.conv2(f1)
+        f3 = self.conv3(f2)
         corr = F.leaky_relu(correlation_1d(f3[:b], f3[b:], range(self.corr_disp + 1)), 0.1)
         skips = [x[:b], f1[:b], f3[:b]]
         y = torch.cat((corr, self.redir(f3[:b])), 1)
         for layer in self.enc:
-            y = layer(y); skips.append(y)
+            y = layer(y)
+            skips.append(y)
         pr = self.head6(skips.pop())          # the 1/64 bottleneck is not a skip
         preds = [pr]
         for k in range(5, -1, -1):
             y = self.up[k](y)
             pr_up = F.interpolate(pr, size=y.shape[-2:], mode='bilinear', align_corners=False)
             y = self.iconv[k](torch.cat((y, pr_up, skips[k]), 1))
-            pr = pr_up + self.head[k](y); preds.insert(0, pr)   # refine the upsampled logits
+            pr = pr_up + self.head[k](y)
+            preds.insert(0, pr)   # refine the upsampled logits
         crop = lambda t, s: crop_to_scale(t, size, s)
-        return {'disp': [crop(torch.sigmoid(preds[s][:, :1]) * (max_disp / 2**s), s) for s in range(self.scales)],
-                'occ': [crop(preds[s][:, 1:], s) for s in range(self.scales)],
+        scales = range(self.scales)
+        return {'disp': [crop(torch.sigmoid(preds[s][:, :1]) * (max_disp / 2**s), s) for s in scales],
+                'occ': [crop(preds[s][:, 1:], s) for s in scales],
                 'features_l': [crop(f1[:b], 1), crop(f2[:b], 2), crop(f3[:b], 2)],
                 'features_r': [crop(f1[b:], 1), crop(f2[b:], 2), crop(f3[b:], 2)]}
 
 # %% ../../nbs/20_models_stereo.ipynb #c6effb8c
 class StereoNet(nn.Module):
-    """Reciprocal's StereoNet (ICCV 2021, Fig. 3): shared UNet (or pyramid) encoder and a coarse-to-fine decoder
-    with a 1-D correlation cost volume and a disparity-estimation module per level.
+    """Reciprocal's StereoNet (ICCV 2021, Fig. 3): shared UNet (or pyramid) encoder and a coarse-to-fine
+    decoder with a 1-D correlation cost volume and a disparity-estimation module per level.
 
     `net(left, right)` with images B×3×H×W in [0, 1] of any size returns `{'disp': [...]}`: `levels` maps
     B×1×⌈H/2^s⌉×⌈W/2^s⌉, fine → coarse, positive, in pixels of scale `s`, below `max_disp / 2^s`.
@@ -164,37 +184,47 @@ class StereoNet(nn.Module):
     0…levels−1). `radius`: the cost volume looks `radius` px either side of the upsampled disparity.
     `widths`: encoder channels per level (at least `levels + 1`); `est_widths`: estimator channels."""
     def __init__(self, encoder: str = 'unet', max_disp: float | None = None, levels: int = 6, radius: int = 4,
-                 widths: Sequence[int] = (16, 32, 48, 64, 96, 128, 192), est_widths: Sequence[int] = (64, 48, 32)):
+                 widths: Sequence[int] = (16, 32, 48, 64, 96, 128, 192),
+                 est_widths: Sequence[int] = (64, 48, 32)):
         super().__init__()
-        if encoder not in ('unet', 'pyramid'): raise DepthnbInputError(f"encoder must be 'unet' or 'pyramid', got {encoder!r}")
+        if encoder not in ('unet', 'pyramid'):
+            raise DepthnbInputError(f"encoder must be 'unet' or 'pyramid', got {encoder!r}")
         _check_max_disp(max_disp)
-        if not 1 <= levels <= 8: raise DepthnbInputError(f'levels must be in 1…8, got {levels!r}')
-        if radius < 1: raise DepthnbInputError(f'radius must be ≥ 1, got {radius!r}')
+        if not 1 <= levels <= 8:
+            raise DepthnbInputError(f'levels must be in 1…8, got {levels!r}')
+        if radius < 1:
+            raise DepthnbInputError(f'radius must be ≥ 1, got {radius!r}')
         n_enc = levels + 1 if encoder == 'unet' else levels
-        if len(widths) < n_enc: raise DepthnbInputError(f'widths needs {n_enc} entries for levels={levels}, got {len(widths)}')
+        if len(widths) < n_enc:
+            raise DepthnbInputError(f'widths needs {n_enc} entries for levels={levels}, got {len(widths)}')
         self.encoder, self.max_disp, self.levels, self.radius = encoder, max_disp, levels, radius
         self.multiple = 2 ** (n_enc - 1)
         w = list(widths)[:n_enc]
-        self.down = nn.ModuleList([nn.Sequential(_conv(w[l - 1] if l else 3, w[l], 3, 2 if l else 1), _conv(w[l], w[l]))
+        self.down = nn.ModuleList([nn.Sequential(_conv(w[l - 1] if l else 3, w[l], 3, 2 if l else 1),
+                                                 _conv(w[l], w[l]))
                                    for l in range(n_enc)])
         self.dec = nn.ModuleList([nn.Sequential(_conv(w[l + 1] + w[l], w[l]), _conv(w[l], w[l]))
                                   for l in range(levels)]) if encoder == 'unet' else None
         ncv = 2 * radius + 1
         def estimator(cin):
             chs = [cin, *est_widths]
-            return nn.Sequential(*[_conv(a, b) for a, b in zip(chs[:-1], chs[1:])], _init_head(nn.Conv2d(chs[-1], 1, 3, 1, 1)))
+            convs = [_conv(a, b) for a, b in zip(chs[:-1], chs[1:])]
+            return nn.Sequential(*convs, _init_head(nn.Conv2d(chs[-1], 1, 3, 1, 1)))
         self.est = nn.ModuleList([estimator(ncv + w[l] + (l < levels - 1)) for l in range(levels)])
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         "Feature maps at levels 0…levels−1 (level `l` at 1/2^l) of a normalised, padded batch `x`."
         enc = []
         for layer in self.down:
-            x = layer(x); enc.append(x)
-        if self.dec is None: return enc
+            x = layer(x)
+            enc.append(x)
+        if self.dec is None:
+            return enc
         y, feats = enc[-1], [None] * self.levels
         for l in range(self.levels - 1, -1, -1):
             y = F.interpolate(y, size=enc[l].shape[-2:], mode='bilinear', align_corners=False)
-            y = self.dec[l](torch.cat((y, enc[l]), 1)); feats[l] = y
+            y = self.dec[l](torch.cat((y, enc[l]), 1))
+            feats[l] = y
         return feats
 
     def forward(self, left: torch.Tensor, right: torch.Tensor) -> dict[str, list[torch.Tensor]]:
