@@ -1161,7 +1161,8 @@ class Trainer:
         if not losses:
             method_name = type(self.method).__name__
             raise TrainingDiverged(f'step {self.step + 1}: {method_name}.losses returned no loss terms')
-        values = {name: float(term.detach()) for name, term in losses.items()}
+        terms = torch.stack([term.detach().float().reshape(()) for term in losses.values()])
+        values = dict(zip(losses, terms.tolist()))              # one host sync for all terms
         bad = [name for name, value in values.items() if not math.isfinite(value)]
         if self.world > 1:
             flag = torch.tensor([float(bool(bad))], device=self.device)
