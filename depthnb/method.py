@@ -23,6 +23,7 @@ class Method(nn.Module):
     `batch` in `losses` and `visuals` maps each source dataset's name to its collated batch (on the device):
     one entry with `mix='alternate'`, one per dataset of the stage with `mix='joint'`."""
     name: str = 'method'
+    stereo: bool = True              # False: `depthnb.evaluation.evaluate` passes only `left` to predict
 
     def __init__(self, **kwargs):
         super().__init__()

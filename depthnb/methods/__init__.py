@@ -6,4 +6,5 @@ other method can be named by its 'module:Class' path directly.
 METHODS = {
     'supervised': 'depthnb.methods.supervised:SupervisedStereo',
     'dfr': 'depthnb.methods.dfr:DFR',
+    'lsim': 'depthnb.methods.lsim:LSIM',
 }
