@@ -185,7 +185,7 @@ def train(args) -> None:
     --config and --set) → `depthnb.train`. Under torchrun every rank runs it; rank 0 speaks."""
     from depthnb.core import DepthnbInputError
     from depthnb.engine import has_checkpoint, load_config
-    from depthnb.engine import train as train_config
+    from depthnb.engine import leave_process_group, train as train_config
     from depthnb.method import method_class
     if args.resume:
         cfg = load_config(_run_config(args.resume, args.method), args.config, args.set)
@@ -201,15 +201,8 @@ def train(args) -> None:
             say(f'{cfg.out} holds a checkpoint of an earlier run: continuing it (--fresh starts over)',
                 flush=True)
     train_config(cfg, resume=resume)
-    _leave_process_group()
+    leave_process_group()
     say(f'trained {cfg.method}; run folder: {cfg.out}')
-
-def _leave_process_group() -> None:
-    "Under torchrun: wait for every rank, then leave the process group, so that no rank exits mid-talk."
-    import torch.distributed as dist
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
 
 def _training_size(checkpoint) -> tuple[int, int]:
     "The image size of the first training dataset of a checkpoint's config that names one (default 128×384)."

@@ -39,7 +39,8 @@ __all__ = ['MAX_CONFIG_DEPTH', 'MAX_CONFIG_ITEMS', 'MIX_MODES', 'AMP_MODES', 'LO
            'Stream', 'CheckpointError', 'CheckpointWarning', 'preserved_rng', 'state_digest', 'save_checkpoint',
            'checkpoint_candidates', 'has_checkpoint', 'find_checkpoint', 'load_checkpoint', 'Callback', 'ProgressBar',
            'LogLosses', 'LogImages', 'flatten_metrics', 'evaluate_datasets', 'Evaluate', 'Checkpoints',
-           'TrainingDiverged', 'to_device', 'build_datasets', 'join_process_group', 'Trainer', 'resume_source', 'train']
+           'TrainingDiverged', 'to_device', 'build_datasets', 'join_process_group', 'leave_process_group', 'Trainer',
+           'resume_source', 'train']
 
 # %% ../nbs/30_engine.ipynb #577c504e
 class ConfigError(DepthnbInputError):
@@ -858,6 +859,13 @@ def join_process_group(backend: str, timeout=None) -> None:
         return
     dist.init_process_group(backend, store=store, rank=int(os.environ['RANK']),
                             world_size=int(os.environ['WORLD_SIZE']), timeout=timeout)
+
+def leave_process_group() -> None:
+    """Under torchrun: wait for every rank, then leave the process group, so that no rank exits while others
+    still talk to it (a process that exits with the group still open can abort in gloo's teardown)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 def _join_process_group(config: TrainConfig, world: int) -> torch.device:
     """This process's device (under torchrun on GPUs: the one of its LOCAL_RANK, set before the group is

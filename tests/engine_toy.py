@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from depthnb.engine import Method, TrainConfig, from_dict, train  # noqa: E402
+from depthnb.engine import leave_process_group, Method, TrainConfig, from_dict, train  # noqa: E402
 
 
 class ToyData(torch.utils.data.Dataset):
@@ -104,6 +104,7 @@ def main():
     rank = int(os.environ.get('RANK', '0'))
     params = {k: v.detach().cpu() for k, v in method.state_dict().items()}
     torch.save(params, Path(a.out) / f'params_rank{rank}.pt')
+    leave_process_group()
 
 
 if __name__ == '__main__':
