@@ -18,8 +18,9 @@ from ..losses import feature_reconstruction, photometric_error
 # %% auto #0
 __all__ = ['METRICS', 'FEATURE_STRIDES', 'candidate_disparities', 'reconstruction_costs', 'matching_costs', 'softmin',
            'matching_entropy', 'winner_take_all', 'soft_argmin', 'normalize_costs', 'matching_curve', 'aggregate_costs',
-           'dispnet_features', 'feature_costs', 'dispnet_feature_costs', 'plot_entropy', 'PixelInspector',
-           'inspect_pixel']
+           'dispnet_features', 'feature_costs', 'dispnet_feature_costs', 'plot_entropy', 'inspector_view', 'model_view',
+           'pixel_readout', 'pixel_figure', 'inspector_image_figure', 'inspector_curve_figure',
+           'inspector_match_figure', 'PixelInspector', 'inspect_pixel']
 
 # %% ../../nbs/51_analysis_matching.ipynb #0d6ef23a
 METRICS = ('l1', 'ssim', 'cosine', 'l2')
@@ -300,87 +301,390 @@ def _map2d(t, name: str, h: int, w: int) -> torch.Tensor | None:
             f'{name} must be H×W = {h}×{w} (or 1×H×W, 1×1×H×W), got shape {tuple(t.shape)}')
     return t.detach().float().cpu()
 
+def _image3(t, name: str) -> torch.Tensor:
+    check_tensor(t, name, (3, 4), floating=True)
+    t = t[0] if t.ndim == 4 else t
+    check_tensor(t, name, 3, floating=True)
+    if t.shape[0] != 3:
+        raise DepthnbInputError(f'{name} must be 3×H×W or 1×3×H×W, got shape {tuple(t.shape)}')
+    return t.detach().float().cpu()
+
+def inspector_view(left: torch.Tensor, right: torch.Tensor, curves: Mapping[str, torch.Tensor], disps,
+                   gt=None, preds: Mapping[str, torch.Tensor] | None = None, temperature: float = 0.1,
+                   normalize: str = 'image') -> dict:
+    """Everything the pixel inspector shows of one stereo pair, on the CPU (image 0 of every batch).
+
+    `left`, `right`: 3×H×W or 1×3×H×W; `curves`: name → cost volume B×D×H×W over `disps` (1-D, D values, px);
+    `gt`: disparity map (H×W, 1×H×W or 1×1×H×W; NaN = unknown); `preds`: model name → disparity map. Returns
+    a dict with `left`, `right`, `disps`, `curves` (name → D×H×W), `probs` (name → D×H×W,
+    `softmin(normalize_costs(c, normalize), temperature)`), `entropy` (name → H×W, nats, of those `probs`),
+    `argmin` (name → H×W, `winner_take_all`), `gt` (H×W or None), `preds` (name → H×W)."""
+    left, right = _image3(left, 'left'), _image3(right, 'right')
+    if left.shape != right.shape:
+        raise DepthnbInputError(f'left and right must have the same shape, got {tuple(left.shape)} and '
+                                f'{tuple(right.shape)}')
+    h, w = left.shape[-2:]
+    if not isinstance(curves, Mapping) or not curves:
+        raise DepthnbInputError('curves must be a non-empty dict name → cost volume')
+    if preds is not None and not isinstance(preds, Mapping):
+        raise DepthnbInputError(
+            f'preds must be a dict model name → disparity map, got {type(preds).__name__}')
+    disps = _check_disps(disps).detach().float().cpu()
+    view = dict(left=left, right=right, disps=disps, curves={}, probs={}, entropy={}, argmin={},
+                gt=_map2d(gt, 'gt', h, w), preds={})
+    for k, c in curves.items():
+        _check_costs(c, f'curves[{k!r}]')
+        if c.shape[1] != len(disps) or c.shape[-2:] != (h, w):
+            raise DepthnbInputError(f'curves[{k!r}] must be B×{len(disps)}×{h}×{w} '
+                                    f'(D of disps, H×W of left), got {tuple(c.shape)}')
+        c = c[:1].detach().float().cpu()
+        scaled = normalize_costs(c, normalize)
+        view['curves'][k] = c[0]
+        view['probs'][k] = softmin(scaled, temperature)[0]
+        view['entropy'][k] = matching_entropy(scaled, temperature)[0, 0]
+        view['argmin'][k] = winner_take_all(c, disps)[0, 0]
+    for k, p in (preds or {}).items():
+        view['preds'][k] = _map2d(p, f'preds[{k!r}]', h, w)
+    return view
+
+def model_view(left: torch.Tensor, right: torch.Tensor, models: Mapping, disps=None, gt=None,
+               features: tuple[str, ...] | None = None, metrics: tuple[str, ...] = ('cosine', 'l1', 'l2'),
+               level: int = 0, temperature: float = 0.1, normalize: str = 'image') -> dict:
+    """The `inspector_view` of a stereo pair (3×H×W or 1×3×H×W) with trained models (name → method with
+    `predict`): the photometric curves `L1` and `SSIM-mix` of the images, the feature curves
+    `'<model> feat-<metric>'` of the DispNet encoder of each model named in `features` (default: the first
+    model) at `level`, and each model's predicted disparity. `disps` default: 0 … ⌈max GT⌉ + 2 with `gt`,
+    else 0 … 0.3·W."""
+    if not isinstance(models, Mapping):
+        raise DepthnbInputError(f'models must be a dict name → trained method, got {type(models).__name__}')
+    left, right = _image3(left, 'left')[None], _image3(right, 'right')[None]
+    features = tuple(models)[:1] if features is None else tuple(features)
+    unknown = [k for k in features if k not in models]
+    if unknown:
+        raise DepthnbInputError(f'features: {unknown} are not among the models {list(models)}')
+    if disps is None:
+        g = _map2d(gt, 'gt', *left.shape[-2:]) if gt is not None else None
+        finite = g[torch.isfinite(g)] if g is not None else torch.zeros(0)
+        top = float(finite.max().ceil()) + 2 if finite.numel() else 0.3 * left.shape[-1]
+        disps = candidate_disparities(top)
+    curves = {'L1': matching_costs(left, right, disps, 'l1'),
+              'SSIM-mix': matching_costs(left, right, disps, 'ssim')}
+    preds = {}
+    for name, model in models.items():
+        device = next(model.parameters()).device
+        pair = left.to(device), right.to(device)
+        if name in features:
+            fl, fr = dispnet_features(model, *pair)
+            for m in metrics:
+                costs = feature_costs(fl, fr, disps, left.shape[-2:], m, level=level)
+                curves[f'{name} feat-{m}'] = costs.cpu()
+        with torch.no_grad():
+            preds[name] = model.predict(*pair)['disp'].cpu()
+    return inspector_view(left, right, curves, disps, gt, preds, temperature, normalize)
+
+def _check_pixel(view: dict, x, y) -> None:
+    h, w = view['left'].shape[-2:]
+    for v, name, n in ((x, 'x', w), (y, 'y', h)):
+        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < n:
+            raise DepthnbInputError(f'{name} must be an int in [0, {n}), got {v!r}')
+
+def pixel_readout(view: dict, x: int, y: int) -> dict:
+    """The numbers the inspector shows at pixel (`x`, `y`) of an `inspector_view`: `curves`: name →
+    `cost` (D, raw), `shape` (the cost mapped to [0, 1] over the pixel's valid candidates), `prob` (D,
+    softmin), `entropy` (nats), `argmin` (px); `gt` (px, NaN if unknown); `preds`: name → px; `matched`:
+    'GT', each model and `'argmin <curve>'` → the matched column `x − d` in the right image."""
+    _check_pixel(view, x, y)
+    curves = {}
+    for k, c in view['curves'].items():
+        cost = c[:, y, x]
+        curves[k] = dict(cost=cost, shape=normalize_costs(cost[None, :, None, None], 'pixel')[0, :, 0, 0],
+                         prob=view['probs'][k][:, y, x], entropy=float(view['entropy'][k][y, x]),
+                         argmin=float(view['argmin'][k][y, x]))
+    gt = float(view['gt'][y, x]) if view['gt'] is not None else math.nan
+    preds = {k: float(p[y, x]) for k, p in view['preds'].items()}
+    marks = {'GT': gt} | preds | {f'argmin {k}': c['argmin'] for k, c in curves.items()}
+    return dict(x=x, y=y, curves=curves, gt=gt, preds=preds, matched={k: x - d for k, d in marks.items()})
+
+# %% ../../nbs/51_analysis_matching.ipynb #c001f801
+def _rgb(image: torch.Tensor):
+    "3×H×W in [0, 1] → H×W×3 uint8 NumPy."
+    return (image.permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+def _marks(readout: dict) -> dict[str, float]:
+    "The vertical markers of the curves: GT and each model's prediction (px)."
+    return {'GT': readout['gt']} | readout['preds']
+
+def _label(name: str, d: float) -> str:
+    return f'{name} {d:.2f}' if math.isfinite(d) else f'{name} —'
+
+def pixel_figure(view: dict, x: int, y: int):
+    """The static (matplotlib) picture of pixel (`x`, `y`) of an `inspector_view`, for saved notebooks and
+    papers: left image with the pixel, right image with the matched positions `x − d`, the matching curves
+    (normalised per pixel) with GT, predictions and argmins, and their softmin distributions."""
+    import matplotlib.pyplot as plt
+    r = pixel_readout(view, x, y)
+    h, w = view['left'].shape[-2:]
+    fig, axs = plt.subplots(2, 2, figsize=(11, 5.4), layout='constrained',
+                            gridspec_kw=dict(height_ratios=[h / w * 2.2, 1.3]))
+    d = view['disps'].numpy()
+    axs[0, 0].imshow(_rgb(view['left']))
+    axs[0, 0].plot([x], [y], '+', color='lime', ms=14, mew=2)
+    axs[0, 0].set_title(f'pixel ({x}, {y})')
+    axs[0, 1].imshow(_rgb(view['right']))
+    axs[0, 1].axhline(y, color='w', lw=0.5)
+    axs[0, 1].set_title('right image: matched position x − d', fontsize=9)
+    for i, (k, c) in enumerate(r['curves'].items()):
+        color = f'C{i}'
+        axs[1, 0].plot(d, c['shape'].numpy(), '.-', ms=3, color=color, label=f"{k}  H = {c['entropy']:.2f}")
+        axs[1, 1].plot(d, c['prob'].numpy(), '-', color=color)
+        axs[0, 1].plot([r['matched'][f'argmin {k}']], [y], 'x', color=color, ms=7, mew=1.5)
+    styles = [('k', '--')] + [(f'C{len(r["curves"]) + i}', ':') for i in range(len(r['preds']))]
+    for (name, v), (color, ls) in zip(_marks(r).items(), styles):
+        if math.isfinite(v):
+            for ax in axs[1]:
+                ax.axvline(v, color=color, ls=ls, label=_label(name, v) if ax is axs[1, 0] else None)
+            axs[0, 1].plot([x - v], [y], 'o', mfc='none', color=color, ms=9, mew=1.5)
+    for ax in axs[0]:
+        ax.axis('off')
+    axs[1, 0].set(xlabel='disparity (px)', ylabel='normalised cost')
+    axs[1, 1].set(xlabel='disparity (px)', ylabel='softmin probability')
+    axs[1, 0].legend(fontsize=7, loc='upper right')
+    return fig
+
+_PALETTE = ('#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f',
+            '#bcbd22', '#17becf')
+_MARKS = ('black', '#e7298a', '#66a61e', '#e6ab02', '#a6761d', '#1b9e77')
+
+def _crosshair(x: int, y: int):
+    import plotly.graph_objects as go
+    marker = dict(symbol='cross-thin-open', size=16, color='lime', line=dict(width=2, color='lime'))
+    return go.Scatter(x=[x], y=[y], mode='markers', showlegend=False, hoverinfo='skip', marker=marker)
+
+def _pixel_axes(fig, h: int, w: int, col: int) -> None:
+    "Image axes of subplot `col` (1, 2, …): one unit per pixel, row 0 at the top, square pixels."
+    suffix = '' if col == 1 else str(col)
+    fig.layout[f'xaxis{suffix}'].update(range=[-0.5, w - 0.5], autorange=False, showgrid=False,
+                                        zeroline=False, constrain='domain')
+    fig.layout[f'yaxis{suffix}'].update(range=[h - 0.5, -0.5], autorange=False, showgrid=False,
+                                        zeroline=False, scaleanchor=f'x{suffix}', constrain='domain')
+
+def inspector_image_figure(view: dict, layer: str, x: int, y: int):
+    """The click layer of the inspector (plotly): the left image and the entropy map of curve `layer` side by
+    side (a heatmap; x, y = pixel column, row), pixel (`x`, `y`) marked on both."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+    _check_pixel(view, x, y)
+    if layer not in view['entropy']:
+        raise DepthnbInputError(f'layer must be one of {list(view["entropy"])}, got {layer!r}')
+    h, w = view['left'].shape[-2:]
+    fig = make_subplots(1, 2, horizontal_spacing=0.06,
+                        subplot_titles=('left image (click a pixel)', f'entropy of {layer} (nats)'))
+    fig.add_trace(go.Image(z=_rgb(view['left']), hovertemplate='x %{x}, y %{y}<extra></extra>'), 1, 1)
+    fig.add_trace(go.Heatmap(z=view['entropy'][layer].numpy(), colorscale='Magma', zmin=0,
+                             zmax=math.log(len(view['disps'])), colorbar=dict(thickness=10, len=0.9),
+                             hovertemplate='x %{x}, y %{y}<br>H = %{z:.2f} nats<extra></extra>'), 1, 2)
+    fig.add_trace(_crosshair(x, y), 1, 1)
+    fig.add_trace(_crosshair(x, y), 1, 2)
+    for col in (1, 2):
+        _pixel_axes(fig, h, w, col)
+    fig.update_layout(height=int(80 + 460 * h / w), margin=dict(l=10, r=10, t=40, b=10),
+                      meta='depthnb-inspector-image', template='plotly_white', clickmode='event')
+    return fig
+
+def _vline(d: float, top: float, name: str, color: str, showlegend: bool, dash: str):
+    import plotly.graph_objects as go
+    return go.Scatter(x=[d, d], y=[0, top], mode='lines', name=_label(name, d), legendgroup=name,
+                      showlegend=showlegend, line=dict(color=color, dash=dash, width=1.5),
+                      hovertemplate=f'{_label(name, d)} px<extra></extra>')
+
+def inspector_curve_figure(view: dict, x: int, y: int, sample: str = ''):
+    """The curves of pixel (`x`, `y`) (plotly): each matching curve (normalised per pixel; hover shows the raw
+    cost) with its argmin, and below its softmin distribution; dashed lines at the GT and each model's
+    prediction. Title `pixel (x, y)`, then `sample`, the GT and the entropies in the legend."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+    r = pixel_readout(view, x, y)
+    d = view['disps'].numpy()
+    fig = make_subplots(2, 1, shared_xaxes=True, vertical_spacing=0.1,
+                        subplot_titles=('matching cost (normalised per pixel)', 'softmin distribution'))
+    for i, (k, c) in enumerate(r['curves'].items()):
+        color = _PALETTE[i % len(_PALETTE)]
+        shape = c['shape'].numpy()
+        fig.add_trace(go.Scatter(x=d, y=shape, customdata=c['cost'].numpy(), mode='lines+markers',
+                                 name=f"{k} · H = {c['entropy']:.2f}", legendgroup=k, line=dict(color=color),
+                                 marker=dict(size=3), hovertemplate=f'{k}<br>d = %{{x:.2f}} px<br>cost '
+                                 '%{customdata:.4f} (normalised %{y:.2f})<extra></extra>'), 1, 1)
+        fig.add_trace(go.Scatter(x=d, y=c['prob'].numpy(), mode='lines', name=k, legendgroup=k,
+                                 showlegend=False, line=dict(color=color),
+                                 hovertemplate=f'{k}<br>d = %{{x:.2f}} px<br>p = %{{y:.3f}}<extra></extra>'),
+                      2, 1)
+        at = int((view['disps'] == c['argmin']).nonzero()[0, 0]) if math.isfinite(c['argmin']) else None
+        at_cost = shape[at] if at is not None else math.nan
+        fig.add_trace(go.Scatter(x=[c['argmin']], y=[at_cost], mode='markers',
+                                 name=f'argmin {k}', legendgroup=k, showlegend=False,
+                                 marker=dict(symbol='star', size=11, color=color, line=dict(width=1)),
+                                 hovertemplate=f"argmin of {k}: {c['argmin']:.2f} px<extra></extra>"), 1, 1)
+    top = max([float(c['prob'].nan_to_num(0).max()) for c in r['curves'].values()] + [1e-3])
+    for j, (name, v) in enumerate(_marks(r).items()):
+        color, dash = _MARKS[j % len(_MARKS)], 'dash' if name == 'GT' else 'dot'
+        fig.add_trace(_vline(v, 1, name, color, True, dash), 1, 1)
+        fig.add_trace(_vline(v, top, name, color, False, dash), 2, 1)
+    gt = f' · GT {r["gt"]:.2f} px' if math.isfinite(r['gt']) else ''
+    title = f'pixel ({x}, {y})' + (f' · {sample}' if sample else '') + gt
+    fig.update_xaxes(title_text='candidate disparity d (px)', row=2, col=1)
+    fig.update_layout(title=dict(text=title, x=0.01), height=480, width=520,
+                      margin=dict(l=10, r=10, t=60, b=10), template='plotly_white',
+                      meta='depthnb-inspector-curves', hovermode='closest', legend=dict(font=dict(size=9)))
+    return fig
+
+def inspector_match_figure(view: dict, x: int, y: int):
+    """Where pixel (`x`, `y`) of the left image lands in the right image (plotly): the right image with the
+    matched column `x − d` of the GT, of each model's prediction (circles) and of each curve's argmin
+    (stars), on row `y`."""
+    import plotly.graph_objects as go
+    r = pixel_readout(view, x, y)
+    h, w = view['right'].shape[-2:]
+    fig = go.Figure(go.Image(z=_rgb(view['right']), hovertemplate='x %{x}, y %{y}<extra></extra>'))
+    fig.add_trace(go.Scatter(x=[-0.5, w - 0.5], y=[y, y], mode='lines', showlegend=False, hoverinfo='skip',
+                             line=dict(color='white', width=0.5)))
+    fig.add_trace(go.Scatter(x=[x], y=[y], mode='markers', name=f'x = {x} (d = 0)', hoverinfo='name',
+                             marker=dict(symbol='line-ns-open', size=14, color='lime', line=dict(width=2))))
+    for j, name in enumerate(_marks(r)):
+        fig.add_trace(go.Scatter(x=[r['matched'][name]], y=[y], mode='markers', name=name, hovertemplate=(
+            f"{name}: x − d = {r['matched'][name]:.2f}<extra></extra>"), marker=dict(
+                symbol='circle-open', size=13, color=_MARKS[j % len(_MARKS)], line=dict(width=2.5))))
+    for i, k in enumerate(r['curves']):
+        name = f'argmin {k}'
+        fig.add_trace(go.Scatter(x=[r['matched'][name]], y=[y], mode='markers', name=name, hovertemplate=(
+            f"{name}: x − d = {r['matched'][name]:.2f}<extra></extra>"), marker=dict(
+                symbol='star', size=9, color=_PALETTE[i % len(_PALETTE)], line=dict(width=0.5))))
+    _pixel_axes(fig, h, w, 1)
+    title = dict(text='matched position x − d in the right image', x=0.01, font=dict(size=13))
+    legend = dict(font=dict(size=9), orientation='h', yanchor='top', y=-0.12)
+    fig.update_layout(title=title, height=int(200 + 360 * h / w), width=380,
+                      margin=dict(l=10, r=10, t=40, b=10), template='plotly_white',
+                      meta='depthnb-inspector-match', legend=legend)
+    return fig
+
+# %% ../../nbs/51_analysis_matching.ipynb #733b8b8d
+def _refresh(widget, fig, axes: bool = True) -> None:
+    """Copy the traces and layout of the plotly figure `fig` into the FigureWidget `widget` (same traces);
+    without `axes`, the widget's axes (and a user's zoom) stay."""
+    with widget.batch_update():
+        for old, new in zip(widget.data, fig.data):
+            props = new.to_plotly_json()
+            props.pop('type', None)
+            props.pop('uid', None)
+            old.update(props)
+        layout = fig.layout.to_plotly_json()
+        kept = {k: v for k, v in layout.items() if axes or not k[1:].startswith('axis')}
+        kept.pop('template', None)
+        widget.layout.update(kept)
+
+def _check_views(views) -> dict:
+    if not isinstance(views, Mapping) or not views:
+        raise DepthnbInputError('views must be a non-empty dict sample name → inspector_view')
+    first = next(iter(views.values()))
+    for k, v in views.items():
+        if not isinstance(v, Mapping) or 'curves' not in v:
+            raise DepthnbInputError(
+                f'views[{k!r}] must be an inspector_view (a dict), got {type(v).__name__}')
+        if list(v['curves']) != list(first['curves']) or list(v['preds']) != list(first['preds']):
+            raise DepthnbInputError(f'views[{k!r}] must have the curves and predictions of the first view: '
+                                    f'{list(first["curves"])}, {list(first["preds"])}')
+    return dict(views)
+
 class PixelInspector:
-    """Matching curves of one pixel, chosen with x / y sliders (DFR poster, problem 4).
+    """Matching curves of one pixel, interactive (DFR poster, problem 4), on plotly `FigureWidget`s.
 
-    `left`, `right`: 3×H×W or 1×3×H×W images; `curves`: name → cost volume (B×D×H×W, image 0 is shown) over
-    `disps` (1-D, D values); `gt`, `pred`: optional disparity maps (H×W, 1×H×W or 1×1×H×W). Entropies use
-    `matching_entropy(normalize_costs(c, normalize), temperature)`. Display it in a notebook (or `.widget`);
-    `.x` / `.y` are the sliders, `.fig` the last figure, `.lines` name → its Line2D."""
+    `views`: sample name → `inspector_view` (or `model_view`); all with the same curve and model names.
+    A click on the image figure (left image or entropy map), or the x / y sliders, choose the pixel, and
+    the curve figure (`inspector_curve_figure`) and the match figure (`inspector_match_figure`) are
+    redrawn in place. Dropdowns choose the sample and the entropy map (`layer`, a curve name) under the click
+    layer. Display it in a notebook (or `.widget`); `.image`, `.curves`, `.match` are the FigureWidgets."""
 
-    def __init__(self, left: torch.Tensor, right: torch.Tensor, curves: Mapping[str, torch.Tensor], disps,
-                 gt=None, pred=None, temperature: float = 0.1, normalize: str = 'image', x: int | None = None,
-                 y: int | None = None):
+    def __init__(self, views: Mapping[str, dict], x: int | None = None, y: int | None = None,
+                 layer: str | None = None):
         import ipywidgets as W
-        check_tensor(left, 'left', (3, 4), floating=True)
-        check_tensor(right, 'right', (3, 4), floating=True)
-        self.left = (left[0] if left.ndim == 4 else left).detach().cpu()
-        h, w = self.left.shape[-2:]
-        if not isinstance(curves, Mapping) or not curves:
-            raise DepthnbInputError('curves must be a non-empty dict name → cost volume')
-        self.disps = _check_disps(disps).detach().float().cpu()
-        self.curves, self.entropy = {}, {}
-        for k, c in curves.items():
-            _check_costs(c, f'curves[{k!r}]')
-            if c.shape[1] != len(self.disps) or c.shape[-2:] != (h, w):
-                raise DepthnbInputError(f'curves[{k!r}] must be B×{len(self.disps)}×{h}×{w} '
-                                        f'(D of disps, H×W of left), got {tuple(c.shape)}')
-            self.curves[k] = c[:1].detach().float().cpu()
-            self.entropy[k] = matching_entropy(normalize_costs(self.curves[k], normalize), temperature)[0, 0]
-        self.gt, self.pred = _map2d(gt, 'gt', h, w), _map2d(pred, 'pred', h, w)
+        import plotly.graph_objects as go
+        self.views = _check_views(views)
+        names = list(next(iter(self.views.values()))['curves'])
+        if layer is None:
+            layer = next((k for k in names if 'feat' in k), names[0])
+        if layer not in names:
+            raise DepthnbInputError(f'layer must be one of {names}, got {layer!r}')
+        self.sample = W.Dropdown(options=list(self.views), description='sample')
+        self.layer = W.Dropdown(options=names, value=layer, description='entropy of')
+        h, w = self.view['left'].shape[-2:]
         self.x = W.IntSlider(value=w // 2 if x is None else x, min=0, max=w - 1, description='x',
                              continuous_update=False)
         self.y = W.IntSlider(value=h // 2 if y is None else y, min=0, max=h - 1, description='y',
                              continuous_update=False)
-        self.out = W.Output()
-        self.widget = W.VBox([W.HBox([self.x, self.y]), self.out])
-        self.fig, self.lines = None, {}
-        self.x.observe(lambda _: self.update(), 'value')
-        self.y.observe(lambda _: self.update(), 'value')
+        _check_pixel(self.view, self.x.value, self.y.value)
+        self._quiet = False
+        image, curves, match = self._figures()
+        self.image, self.curves = go.FigureWidget(image), go.FigureWidget(curves)
+        self.match = go.FigureWidget(match)
+        for trace in self.image.data[:2]:
+            trace.on_click(self._on_click)
+        for control in (self.x, self.y, self.layer):
+            control.observe(self._on_change, 'value')
+        self.sample.observe(self._on_sample, 'value')
+        figures = W.HBox([self.curves, self.match], layout=W.Layout(flex_flow='row wrap'))
+        self.widget = W.VBox([W.HBox([self.sample, self.layer, self.x, self.y]), self.image, figures])
+
+    @property
+    def view(self) -> dict:
+        return self.views[self.sample.value]
+
+    def _figures(self) -> tuple:
+        x, y = self.x.value, self.y.value
+        return (inspector_image_figure(self.view, self.layer.value, x, y),
+                inspector_curve_figure(self.view, x, y, self.sample.value),
+                inspector_match_figure(self.view, x, y))
+
+    def update(self, axes: bool = False) -> None:
+        """Redraw the three figures in place for the current sample, layer and pixel (the image axes too with
+        `axes`)."""
+        image, curves, match = self._figures()
+        _refresh(self.image, image, axes)
+        _refresh(self.curves, curves)
+        _refresh(self.match, match, axes)
+
+    def select(self, x: int, y: int) -> None:
+        "Show pixel (`x`, `y`): set both sliders, then redraw once."
+        _check_pixel(self.view, x, y)
+        self._quiet = True
+        try:
+            self.x.value, self.y.value = x, y
+        finally:
+            self._quiet = False
         self.update()
 
-    def draw(self, x: int, y: int):
-        "The figure for pixel (x, y): image with marker, normalised curves, GT / prediction lines."
-        import matplotlib.pyplot as plt
-        h, w = self.left.shape[-2:]
-        fig, (a0, a1) = plt.subplots(1, 2, figsize=(11, 3.4), layout='constrained',
-                                     gridspec_kw=dict(width_ratios=[w / h * 0.8, 1.4]))
-        a0.imshow(self.left.permute(1, 2, 0).clamp(0, 1))
-        a0.axis('off')
-        a0.plot([x], [y], '+', color='lime', ms=14, mew=2, label='pixel')
-        a0.set_title(f'pixel ({x}, {y})')
-        lines, d = {}, self.disps.numpy()
-        for k, c in self.curves.items():
-            curve = matching_curve(c, self.disps, x, y)[None, :, None, None]
-            cv = normalize_costs(curve, 'pixel')[0, :, 0, 0]
-            lines[k], = a1.plot(d, cv.numpy(), '.-', ms=3,
-                                label=f'{k}  H = {float(self.entropy[k][y, x]):.2f}')
-        if self.gt is not None and math.isfinite(float(self.gt[y, x])):
-            a1.axvline(float(self.gt[y, x]), color='k', ls='--', label=f'GT {float(self.gt[y, x]):.2f}')
-        if self.pred is not None and math.isfinite(float(self.pred[y, x])):
-            a1.axvline(float(self.pred[y, x]), color='r', ls=':',
-                       label=f'prediction {float(self.pred[y, x]):.2f}')
-        a1.set_xlabel('disparity (px)')
-        a1.set_ylabel('normalised cost')
-        a1.legend(fontsize=7, loc='upper right')
-        return fig, lines
+    def _on_click(self, trace, points, state) -> None:
+        if points.xs:
+            self.select(int(round(points.xs[0])), int(round(points.ys[0])))
 
-    def update(self):
-        "Redraw for the sliders' pixel."
-        import matplotlib.pyplot as plt
-        from IPython.display import display
-        fig, lines = self.draw(self.x.value, self.y.value)
-        plt.close(self.fig) if self.fig is not None else None
-        self.fig, self.lines = fig, lines
-        with self.out:
-            self.out.clear_output(wait=True)
-            display(fig)
-        plt.close(fig)
+    def _on_change(self, change) -> None:
+        if not self._quiet:
+            self.update()
+
+    def _on_sample(self, change) -> None:
+        h, w = self.view['left'].shape[-2:]
+        self._quiet = True
+        try:
+            self.x.max, self.y.max = w - 1, h - 1
+            self.x.value, self.y.value = min(self.x.value, w - 1), min(self.y.value, h - 1)
+        finally:
+            self._quiet = False
+        self.update(axes=True)
 
     def _ipython_display_(self):
         from IPython.display import display
         display(self.widget)
 
-def inspect_pixel(left, right, curves, disps, gt=None, pred=None, **kwargs):
-    "The ipywidgets inspector of `PixelInspector` (its `.widget`)."
-    return PixelInspector(left, right, curves, disps, gt, pred, **kwargs).widget
+def inspect_pixel(left, right, curves, disps, gt=None, preds=None, **kwargs) -> PixelInspector:
+    "A `PixelInspector` of one pair: `inspector_view` arguments; `x`, `y`, `layer` go to the inspector."
+    shown = {k: kwargs.pop(k) for k in ('x', 'y', 'layer') if k in kwargs}
+    view = inspector_view(left, right, curves, disps, gt, preds, **kwargs)
+    return PixelInspector({'sample': view}, **shown)
