@@ -6,13 +6,19 @@
 from __future__ import annotations
 
 import os
+import warnings
+from pathlib import Path
 
+import torch
+import torch.nn as nn
+
+from .core import atomic_write
 from .core import DepthnbInputError, get_device
 from .engine import load_checkpoint
 from .method import Method, method_class
 
 # %% auto #0
-__all__ = ['load']
+__all__ = ['ONNX_OPSET', 'DYNAMIC_AXES', 'load', 'PredictModule', 'onnx_inputs', 'check_onnx', 'export_onnx']
 
 # %% ../nbs/35_api.ipynb #a49ee036
 def load(path: str | os.PathLike, device=None) -> Method:
@@ -26,3 +32,107 @@ def load(path: str | os.PathLike, device=None) -> Method:
         reason = str(error)[:300]
         raise DepthnbInputError(f'{path}: the weights do not fit {method_cls.__name__} ({reason})') from None
     return method.to(get_device(device)).eval()
+
+# %% ../nbs/35_api.ipynb #c322c4d0
+ONNX_OPSET = 17                      # onnxruntime ≥ 1.14, TensorRT ≥ 8.6 and OpenCV ≥ 4.8 read it
+# the TorchScript exporter's deprecation notice, the tracer's notes on predict's input checks, and the
+# note that a mirrored slice (step −1, `depthnb.geometry.mirror`) is not constant-folded
+_TRACER_NOISE = (r'(?s).*(legacy TorchScript|will be removed|'
+                 r'Converting a tensor to a Python|might cause the trace|Constant folding)')
+
+class PredictModule(nn.Module):
+    """`method.predict` as a module: `forward(left, right=None)` → disparity B×1×H×W (px) for images B×3×H×W
+    in [0, 1]; a monocular method (`method.stereo` False) takes `left` alone. What `export_onnx` traces."""
+    def __init__(self, method: Method):
+        super().__init__()
+        self.method = method
+
+    def forward(self, left: torch.Tensor, right: torch.Tensor | None = None) -> torch.Tensor:
+        return self.method.predict(left, right)['disp']
+
+def onnx_inputs(method: Method) -> list[str]:
+    "The ONNX input names of `method`: `['left', 'right']` for a stereo method, `['left']` for a mono one."
+    keys = getattr(method, 'predict_keys', None)
+    if keys is not None and tuple(keys) not in (('left',), ('left', 'right')):
+        raise DepthnbInputError(f'{type(method).__name__}.predict takes {list(keys)}: export_onnx exports '
+                                'methods that predict from left (and right) images')
+    return ['left', 'right'] if getattr(method, 'stereo', True) else ['left']
+
+def _need(module: str, what: str):
+    "Import `module`, or a DepthnbInputError that says what to install."
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise DepthnbInputError(f'{what} needs the {module} package: pip install onnx onnxruntime (both are '
+                                "in depthnb's dev extras: pip install -e '.[dev]')") from None
+
+# %% ../nbs/35_api.ipynb #19212d00
+DYNAMIC_AXES = {0: 'batch', 2: 'height', 3: 'width'}
+
+def _example(names: list[str], batch: int, size: tuple[int, int], device, seed: int) -> tuple:
+    "Random images in [0, 1], one B×3×H×W tensor per input name."
+    g = torch.Generator().manual_seed(seed)
+    return tuple(torch.rand(batch, 3, *size, generator=g).to(device) for _ in names)
+
+def check_onnx(method: Method, path: str | os.PathLike, sizes: list[tuple[int, int]], batch: int = 2,
+               seed: int = 1) -> float:
+    """The largest |ONNX − PyTorch| disparity (px) of the file at `path` under onnxruntime, on random images
+    of each of `sizes` (H, W); `inf` where the file fails or gives another shape at a size."""
+    ort = _need('onnxruntime', 'checking an ONNX export')
+    names = onnx_inputs(method)
+    session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    worst = 0.
+    for size in sizes:
+        images = _example(names, batch, size, next(method.parameters()).device, seed)
+        expected = method.predict(*images)['disp'].float().cpu().numpy()
+        try:
+            got, = session.run(['disp'], {n: x.cpu().numpy() for n, x in zip(names, images)})
+        except Exception:                      # onnxruntime's own error types: the graph fails at this size
+            return float('inf')
+        if got.shape != expected.shape:
+            return float('inf')
+        worst = max(worst, float(abs(got - expected).max()))
+    return worst
+
+def _write_onnx(method: Method, path, size: tuple[int, int], dynamic: tuple[str, ...], opset: int) -> Path:
+    "Trace `PredictModule(method)` on random images of `size` into the ONNX file `path`, with `dynamic` axes."
+    names = onnx_inputs(method)
+    images = _example(names, 1, size, next(method.parameters()).device, seed=0)
+    axes = {name: {i: a for i, a in DYNAMIC_AXES.items() if a in dynamic} for name in names + ['disp']}
+    def write(tmp: Path) -> None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings('ignore', message=_TRACER_NOISE)
+            warnings.filterwarnings('ignore', category=torch.jit.TracerWarning)
+            torch.onnx.export(PredictModule(method), images, str(tmp), input_names=names,
+                              output_names=['disp'], dynamic_axes=axes, opset_version=opset, dynamo=False)
+    return atomic_write(path, write)
+
+def export_onnx(method: Method, path: str | os.PathLike, size: tuple[int, int] = (64, 192),
+                check: bool = True, atol: float = 1e-4, opset: int = ONNX_OPSET) -> dict:
+    """Write `PredictModule(method)` to `path` as ONNX (see above), traced at `size` (H, W) made odd (an even
+    side one smaller), with dynamic batch, height and width. With `check`, onnxruntime must agree with PyTorch
+    within `atol` px on batches of 2 at the traced size, at `size` and at two larger sizes; where it does not,
+    the file is traced again at `size` with only the batch dynamic, and checked there. Returns `path`,
+    `inputs` (names), `dynamic` (axes), `size` (traced) and `max_abs_diff` (px; None without `check`, and
+    then the dynamic height and width are untested)."""
+    _need('onnx', 'depthnb export (ONNX)')
+    h, w = (int(s) for s in size)
+    if h < 1 or w < 1:
+        raise DepthnbInputError(f'size must be two positive ints (H, W), got {size!r}')
+    was_training = method.training
+    method.eval()
+    try:
+        traced, dynamic = (h - 1 + h % 2, w - 1 + w % 2), tuple(DYNAMIC_AXES.values())
+        path = _write_onnx(method, path, traced, dynamic, opset)
+        sizes = [traced, (h, w), (h + 13, w + 21), (2 * h + 5, 2 * w + 7)]
+        diff = check_onnx(method, path, sizes) if check else None
+        if diff is not None and not diff <= atol:
+            traced, dynamic = (h, w), ('batch',)
+            path = _write_onnx(method, path, traced, dynamic, opset)
+            diff = check_onnx(method, path, [traced])
+    finally:
+        method.train(was_training)
+    if diff is not None and not diff <= atol:
+        raise RuntimeError(f'{path}: onnxruntime differs from PyTorch by {diff:.3g} px (more than {atol:g})')
+    return dict(path=path, inputs=onnx_inputs(method), dynamic=list(dynamic), size=traced, max_abs_diff=diff)

@@ -13,8 +13,9 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 # %% auto #0
-__all__ = ['TRAIN_DESCRIPTION', 'DISTRIBUTED_COMMANDS', 'RENDER_GROUP_TIMEOUT', 'COMMANDS', 'build_parser', 'process_rank', 'say',
-           'quiet_other_ranks', 'error_prefix', 'config_presets', 'train', 'evaluate', 'predict', 'render', 'demo',
+__all__ = ['TRAIN_DESCRIPTION', 'DATA_HELP', 'DISTRIBUTED_COMMANDS', 'RENDER_GROUP_TIMEOUT', 'WORLDS', 'COMMANDS', 'build_parser',
+           'process_rank', 'say', 'quiet_other_ranks', 'error_prefix', 'config_presets', 'train', 'evaluate', 'predict',
+           'export', 'render', 'demo', 'data_config', 'replace_data', 'image_pairs', 'check_pairs', 'write_prediction',
            'main']
 
 # %% ../nbs/60_cli.ipynb #d9571c96
@@ -26,6 +27,9 @@ TRAIN_DESCRIPTION = (
     'warning, when last.pt is damaged); without it, a run whose folder already holds a checkpoint continues '
     'too (--fresh starts over). Under torchrun every process trains on its share of each batch: batch_size '
     'is per process.')
+
+DATA_HELP = ('a built-in world (flying, street, city), motorcycle (the real Middlebury pair), or folder:PATH '
+             '(your own data in the layout of depthnb.data.datasets.Folder)')
 
 def _add_demo(commands) -> None:
     s = commands.add_parser(
@@ -54,6 +58,10 @@ def _add_train(commands) -> None:
                    help='a run folder (or checkpoint) to resume; its config.yaml is the base')
     t.add_argument('--fresh', action='store_true',
                    help='start over even when the run folder already holds a checkpoint')
+    t.add_argument('--data', action='append', default=[], metavar='[NAME=]DATA',
+                   help=f'train on DATA in place of the dataset NAME of the config (NAME may be left out '
+                        f'when the config has one dataset; repeatable). DATA: {DATA_HELP}. The image size of '
+                        'the replaced dataset carries over (--set data.NAME.args.size=[H,W] changes it)')
 
 def _add_eval(commands) -> None:
     e = commands.add_parser(
@@ -65,27 +73,51 @@ def _add_eval(commands) -> None:
     e.add_argument('--metrics', nargs='+', default=['disparity'], metavar='NAME',
                    help='names in depthnb.evaluation.METRICS: disparity, depth, regions, flow, segmentation, '
                         'odometry (flow and odometry render video samples; default: disparity)')
-    e.add_argument('--data', required=True, choices=['flying', 'street', 'city', 'motorcycle'],
-                   help='evaluation data')
-    e.add_argument('--samples', '--n', dest='n', type=int, default=50, metavar='N',
-                   help='samples of a built-in world (default: 50)')
+    e.add_argument('--data', required=True, metavar='DATA', help=f'evaluation data: {DATA_HELP}')
+    e.add_argument('--samples', '--n', dest='n', type=int, default=None, metavar='N',
+                   help='samples to evaluate (default: 50 of a built-in world, all of a folder)')
     e.add_argument('--size', type=int, nargs=2, default=None, metavar=('H', 'W'),
-                   help='image size of a built-in world (default: the training size)')
+                   help='image size: of a built-in world (default: the training size), or a folder\'s images '
+                        'resized to it (default: as they are, one at a time)')
     e.add_argument('--seed', type=int, default=1000, help='seed of the held-out world (default: 1000)')
     e.add_argument('--out', default=None, help='write the metrics to this JSON file')
     e.add_argument('--device', default=None)
 
 def _add_predict(commands) -> None:
     q = commands.add_parser(
-        'predict', help='predict disparity for your own images',
-        description='Disparity of LEFT (and RIGHT for stereo methods) by the method in CHECKPOINT, written '
-                    'to OUT as <name>_disp.png (colour map) and <name>_disp.npy (float32, pixels of the '
-                    'input).')
+        'predict', help='predict disparity (and depth) for your own images',
+        description='Disparity of LEFT (and RIGHT for stereo methods) by the method in CHECKPOINT. LEFT and '
+                    'RIGHT are two images or two folders of PNG/JPEG images, paired by file name. For each '
+                    'image NAME it writes to OUT NAME_disp.png (colour map), NAME_disp.npy and NAME_disp.pfm '
+                    '(float32, pixels of the input); with --focal and --baseline also NAME_depth.png, .npy '
+                    'and .pfm (m, depth = focal·baseline/disparity). A monocular method (LSIM) reads LEFT '
+                    'alone and predicts the disparity of the stereo rig it was trained on, so its depth is '
+                    'metric for that rig. Every input is checked before anything is written.')
     q.add_argument('--checkpoint', required=True, help='run folder or checkpoint file')
-    q.add_argument('left', help='left image (PNG/JPEG)')
-    q.add_argument('right', nargs='?', default=None, help='right image, for stereo methods')
+    q.add_argument('left', help='left image (PNG/JPEG) or a folder of them')
+    q.add_argument('right', nargs='?', default=None,
+                   help='right image or folder, for stereo methods (same names as in LEFT)')
     q.add_argument('--out', required=True, help='output folder')
+    q.add_argument('--focal', type=float, default=None, help='focal length in pixels of the input images')
+    q.add_argument('--baseline', type=float, default=None, help='stereo baseline in metres')
+    q.add_argument('--grey', action='store_true',
+                   help='accept grey images (repeated over 3 channels; the methods are trained on colour)')
     q.add_argument('--device', default=None)
+
+def _add_export(commands) -> None:
+    x = commands.add_parser(
+        'export', help="export a run's inference network to ONNX",
+        description='Write the method of RUN as an ONNX file: inputs left (and right for stereo methods), '
+                    'float32 B×3×H×W in [0, 1]; output disp, B×1×H×W disparity in pixels, as depthnb predict '
+                    'gives it (the same method.predict, traced). Batch, height and width are dynamic from '
+                    'the traced size up where onnxruntime confirms it against PyTorch at several sizes; '
+                    'elsewhere height and width are fixed at --size (it says so). Needs onnx and '
+                    'onnxruntime (pip install onnx onnxruntime).')
+    x.add_argument('run', help='run folder or checkpoint file')
+    x.add_argument('--onnx', required=True, metavar='FILE', help='the ONNX file to write')
+    x.add_argument('--size', type=int, nargs=2, default=None, metavar=('H', 'W'),
+                   help='image size of the traced example (default: the training size)')
+    x.add_argument('--no-check', dest='check', action='store_false', help='skip the onnxruntime check')
 
 def _add_render(commands) -> None:
     r = commands.add_parser(
@@ -113,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='depthnb',
                                      description='Self-supervised stereo and monocular depth estimation.')
     commands = parser.add_subparsers(dest='command', metavar='COMMAND')
-    for add in (_add_demo, _add_train, _add_eval, _add_predict, _add_render):
+    for add in (_add_demo, _add_train, _add_eval, _add_predict, _add_export, _add_render):
         add(commands)
     return parser
 
@@ -181,21 +213,24 @@ def _run_config(run, method: str | None) -> dict:
     return base
 
 def train(args) -> None:
-    """`depthnb train`: the config (the method's defaults, or the run's config.yaml with --resume, updated by
-    --config and --set) → `depthnb.train`. Under torchrun every rank runs it; rank 0 speaks."""
+    """`depthnb train`: the config (the method's defaults, or the run's config.yaml with --resume; its
+    datasets replaced by --data; updated by --config and --set) → `depthnb.train`. Under torchrun every rank
+    runs it; rank 0 speaks."""
     from depthnb.core import DepthnbInputError
     from depthnb.engine import has_checkpoint, load_config
     from depthnb.engine import leave_process_group, train as train_config
     from depthnb.method import method_class
     if args.resume:
-        cfg = load_config(_run_config(args.resume, args.method), args.config, args.set)
+        base = replace_data(_run_config(args.resume, args.method), args.data)
+        cfg = load_config(base, args.config, args.set)
         resume = args.resume
     else:
         if not args.method:
             raise DepthnbInputError('--method is required (or --resume DIR)')
         cls = method_class(args.method)
         preset, overrides = config_presets(cls, args.set)
-        cfg = load_config(cls.default_config(**preset) | {'method': args.method}, args.config, overrides)
+        base = replace_data(cls.default_config(**preset) | {'method': args.method}, args.data)
+        cfg = load_config(base, args.config, overrides)
         resume = None if args.fresh else 'auto'
         if resume and has_checkpoint(cfg.out):
             say(f'{cfg.out} holds a checkpoint of an earlier run: continuing it (--fresh starts over)',
@@ -215,18 +250,23 @@ def _training_size(checkpoint) -> tuple[int, int]:
     return (128, 384)
 
 def _eval_data(args):
-    "The evaluation dataset of `depthnb eval`: video samples of a built-in world when a metric needs frames."
-    from depthnb.data.datasets import RealPair
-    from depthnb.data.synthetic import SyntheticStereo, SyntheticVideo
-    if args.data == 'motorcycle':
-        return RealPair()
-    size = tuple(args.size) if args.size else _training_size(args.checkpoint)
-    video = bool({'flow', 'odometry'} & set(args.metrics))
-    world = SyntheticVideo if video else SyntheticStereo
-    return world(args.data, seed=args.seed, size=size, n=args.n)
+    """The evaluation dataset of `depthnb eval` (`data_config` of `--data`): a built-in world (video samples
+    when a metric needs frames) at `--size` (default: the training size), or a folder (resized to `--size`
+    when given)."""
+    from depthnb.data import datasets
+    data = data_config(args.data)
+    if data['type'] == 'SyntheticStereo':
+        video = bool({'flow', 'odometry'} & set(args.metrics))
+        data['type'] = 'SyntheticVideo' if video else 'SyntheticStereo'
+        size = tuple(args.size) if args.size else _training_size(args.checkpoint)
+        data['args'] |= dict(seed=args.seed, size=size, n=args.n or 50)
+    elif data['type'] == 'Folder' and args.size:
+        data['args']['size'] = tuple(args.size)
+    return getattr(datasets, data['type'])(**data['args'])
 
 def evaluate(args) -> dict:
-    "`depthnb eval`: the `--metrics` of a trained method on `--data` (`depthnb.evaluation.evaluate`)."
+    """`depthnb eval`: the `--metrics` of a trained method on `--data` (`depthnb.evaluation.evaluate`); a
+    folder without `--size` one image at a time (its images may differ in size)."""
     import json
     from pathlib import Path
     from depthnb.api import load
@@ -234,8 +274,11 @@ def evaluate(args) -> dict:
     from depthnb.evaluation import evaluate as evaluate_method
     from depthnb.evaluation import make_metrics
     metrics = make_metrics(args.metrics)                 # unknown names fail before the method is loaded
+    folder = data_config(args.data)['type'] == 'Folder'  # and unknown data
     method = load(args.checkpoint, args.device)
-    result = evaluate_method(method, _eval_data(args), metrics, n=args.n)
+    n = args.n if args.n is not None or folder else 50
+    batch_size = 1 if folder and not args.size else 4
+    result = evaluate_method(method, _eval_data(args), metrics, n=n, batch_size=batch_size)
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
@@ -243,31 +286,61 @@ def evaluate(args) -> dict:
         atomic_write(args.out, text + '\n')
     return result
 
-def predict(args) -> None:
-    "`depthnb predict`: disparity of the user's images as PNG and .npy."
+def predict(args) -> list[str]:
+    """`depthnb predict`: disparity (and depth) of the user's images or folders (`image_pairs`), all checked
+    first (`check_pairs`), written by `write_prediction`. Returns the names of the images."""
     from pathlib import Path
-    import numpy as np
-    from PIL import Image
     from depthnb.api import load
     from depthnb.core import DepthnbInputError
     from depthnb.data.io import read_image
-    from depthnb.viz import colorize
+    if (args.focal is None) != (args.baseline is None):
+        raise DepthnbInputError('--focal and --baseline go together (depth = focal·baseline/disparity)')
+    for name in ('focal', 'baseline'):
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            raise DepthnbInputError(f'--{name} must be > 0, got {value}')
     method = load(args.checkpoint, args.device)
-    left = read_image(args.left)[None]
-    right = read_image(args.right)[None] if args.right else None
-    if right is not None and right.shape != left.shape:
-        raise DepthnbInputError(f'{args.left} is {tuple(left.shape[-2:])} but {args.right} is '
-                                f'{tuple(right.shape[-2:])}')
-    disp = method.predict(left, right)['disp'][0].cpu()
+    stereo = getattr(method, 'stereo', True)
+    if stereo and args.right is None:
+        raise DepthnbInputError(f'{type(method).__name__} is a stereo method: give RIGHT (an image, or a '
+                                'folder of images with the names of LEFT)')
+    if not stereo and args.right is not None:
+        say(f'{type(method).__name__} is monocular: it predicts from LEFT alone; RIGHT is not read')
+    pairs = image_pairs(args.left, args.right if stereo else None)
+    check_pairs(pairs, args.grey)
+    if not stereo and args.focal is not None:
+        say(f'{type(method).__name__} is monocular: its disparity is that of the stereo rig it was trained '
+            "on, so the depth is metric when --focal and --baseline are that rig's")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = Path(args.left).stem
-    np.save(out / f'{stem}_disp.npy', disp[0].numpy().astype(np.float32))
-    rgb = (colorize(disp, vmin=0).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    Image.fromarray(rgb).save(out / f'{stem}_disp.png')
-    disparity_range = f'{float(disp.min()):.2f}–{float(disp.max()):.2f} px'
-    written = f'{out / (stem + "_disp.png")} and {out / (stem + "_disp.npy")}'
-    print(f'wrote {written} (disparity {disparity_range})')
+    for name, left_file, right_file in pairs:
+        left = read_image(left_file)[None]
+        right = read_image(right_file)[None] if right_file is not None else None
+        pred = method.predict(left, right, focal=args.focal, baseline=args.baseline)
+        depth = pred['depth'][0].cpu() if 'depth' in pred else None
+        written = write_prediction(out, name, pred['disp'][0].cpu(), depth)
+        disp = pred['disp']
+        say(f'{name}: disparity {float(disp.min()):.2f}–{float(disp.max()):.2f} px → '
+            + ', '.join(p.name for p in written))
+    say(f'wrote {len(pairs)} prediction(s) to {out}')
+    return [name for name, _, _ in pairs]
+
+def export(args) -> dict:
+    "`depthnb export`: the run's `method.predict` as an ONNX file (`depthnb.api.export_onnx`), checked."
+    from depthnb.api import export_onnx, load
+    method = load(args.run, 'cpu')
+    size = tuple(args.size) if args.size else _training_size(args.run)
+    result = export_onnx(method, args.onnx, size=size, check=args.check)
+    inputs = ' and '.join(f'{name} (B×3×H×W in [0, 1])' for name in result['inputs'])
+    say(f"wrote {result['path']}: {type(method).__name__}, inputs {inputs}, output disp (B×1×H×W px)")
+    if result['dynamic'] == ['batch']:
+        h, w = result['size']
+        say(f'height and width are fixed at {h}×{w}: the network pads small images in a way the tracer does '
+            'not record (export at the size you will use with --size H W)')
+    else:
+        say('batch, height and width are dynamic')
+    if result['max_abs_diff'] is not None:
+        say(f"onnxruntime agrees with PyTorch within {result['max_abs_diff']:.1e} px")
+    return result
 
 @contextmanager
 def _render_process_group():
@@ -311,8 +384,126 @@ def demo(args) -> None:
     from depthnb.demo import run_demo
     run_demo(args.out, steps=args.steps, device=args.device, warp_factor=args.factor)
 
+# %% ../nbs/60_cli.ipynb #b681d115
+WORLDS = ('flying', 'street', 'city')
+
+def data_config(spec: str) -> dict:
+    """A `--data` value as the config data of a dataset (`depthnb.engine.DataConfig`: `type`, `args`): a
+    built-in world (`SyntheticStereo`), `motorcycle` (`RealPair`) or `folder:PATH` (`Folder`, PATH made
+    absolute, so that the run's config finds it from anywhere)."""
+    from pathlib import Path
+    from depthnb.core import DepthnbInputError
+    kind, sep, path = spec.partition(':')
+    if sep and kind == 'folder':
+        if not path:
+            raise DepthnbInputError('--data folder:PATH needs a PATH')
+        return {'type': 'Folder', 'args': {'root': str(Path(path).expanduser().resolve())}}
+    if spec in WORLDS:
+        return {'type': 'SyntheticStereo', 'args': {'world': spec}}
+    if spec == 'motorcycle':
+        return {'type': 'RealPair', 'args': {}}
+    raise DepthnbInputError(f'--data {spec!r}: expected one of {", ".join(WORLDS)}, motorcycle or '
+                            'folder:PATH')
+
+def replace_data(config: dict, specs: list[str]) -> dict:
+    """`config` (plain data) with datasets replaced by `--data [NAME=]DATA` values (`data_config`). Without
+    NAME the config must have one dataset. The replaced dataset's args carry over to one of the same type
+    (a world keeps `n`), and its `size` to a world or folder."""
+    import re
+    from depthnb.core import DepthnbInputError
+    config = dict(config, data=dict(config.get('data', {})))
+    names = list(config['data'])
+    for spec in specs:
+        named = re.fullmatch(r'(\w+)=(.+)', spec)
+        name, value = named.groups() if named else (None, spec)
+        if name is None and len(names) != 1:
+            spelled = ' or '.join(f'--data {n}={spec}' for n in names)
+            raise DepthnbInputError(f'--data {spec}: the config has datasets {names}; name the one to '
+                                    f'replace: {spelled}')
+        name = name or names[0]
+        if name not in names:
+            raise DepthnbInputError(f'--data {spec}: the config has no dataset {name!r} (it has {names})')
+        new, old = data_config(value), config['data'][name]
+        old_args = old.get('args') or {}
+        if old.get('type') == new['type']:
+            new['args'] = old_args | new['args']
+        elif 'size' in old_args and new['type'] in ('Folder', 'SyntheticStereo'):
+            new['args']['size'] = old_args['size']
+        config['data'][name] = new
+    return config
+
+# %% ../nbs/60_cli.ipynb #717571ef
+def image_pairs(left, right=None) -> list[tuple]:
+    """`(name, left file, right file or None)` for `depthnb predict`'s LEFT and RIGHT: two images (named
+    after LEFT), or two folders of images paired by name (`list_files`, `match_names`); RIGHT may be
+    absent."""
+    from pathlib import Path
+    from depthnb.core import DepthnbInputError
+    from depthnb.data.io import list_files, match_names
+    left = Path(left)
+    right = None if right is None else Path(right)
+    if right is not None and left.is_dir() != right.is_dir():
+        raise DepthnbInputError(f'LEFT and RIGHT must be two images or two folders, got {left} and {right}')
+    if not left.is_dir():
+        return [(left.stem, left, right)]
+    lefts = list_files(left, what='LEFT images')
+    rights = list_files(right, what='RIGHT images') if right is not None else None
+    if rights is not None:
+        match_names(lefts, rights, left, right)
+    return [(name, path, rights[name] if rights else None) for name, path in lefts.items()]
+
+def check_pairs(pairs: list[tuple], grey: bool = False) -> None:
+    """Check every pair of `image_pairs` from the file headers (`image_info`, nothing decoded): a readable
+    PNG or JPEG, in colour unless `grey`, and both images of a pair of one size. The first problem raises
+    `DepthnbInputError` naming the file."""
+    from depthnb.core import DepthnbInputError
+    from depthnb.data.io import image_info
+    for _, *files in pairs:
+        infos = [(path, image_info(path)) for path in files if path is not None]
+        for path, info in infos:
+            if info['channels'] < 3 and not grey:
+                raise DepthnbInputError(f"{path}: {info['channels']} channel(s) (grey): the methods are "
+                                        'trained on colour images; --grey repeats a grey image over 3 '
+                                        'channels')
+        sizes = [(info['height'], info['width']) for _, info in infos]
+        if len(set(sizes)) > 1:
+            raise DepthnbInputError(f'{files[0]} is {sizes[0]} (H, W) but {files[1]} is {sizes[1]}: the '
+                                    'images of a pair must have one size')
+
+def _save_npy(path, array) -> None:
+    "`np.save` atomically."
+    import numpy as np
+    from depthnb.core import atomic_write
+    def write(tmp):
+        with open(tmp, 'wb') as f:
+            np.save(f, array)
+    atomic_write(path, write)
+
+def write_prediction(out, name: str, disp, depth=None) -> list:
+    """Write `name`'s disparity (1×H×W px) to the folder `out` as `name_disp.png` (colour map, 0 to the 99th
+    percentile), `name_disp.npy` and `name_disp.pfm` (float32 H×W), and the same for `depth` (m, colour map
+    near = bright) when given. Returns the paths."""
+    from pathlib import Path
+    import numpy as np
+    from depthnb.data.io import write_image, write_pfm
+    from depthnb.viz import colorize
+    out = Path(out)
+    maps = {'disp': (disp, colorize(disp, vmin=0))}
+    if depth is not None:
+        maps['depth'] = (depth, colorize(depth, 'magma_r', vmin=0))
+    written = []
+    for kind, (values, rgb) in maps.items():
+        array = values[0].float().numpy().astype(np.float32)
+        stem = out / f'{name}_{kind}'
+        write_image(stem.with_suffix('.png'), rgb)
+        _save_npy(stem.with_suffix('.npy'), array)
+        write_pfm(stem.with_suffix('.pfm'), array)
+        written += [stem.with_suffix(s) for s in ('.png', '.npy', '.pfm')]
+    return written
+
 # %% ../nbs/60_cli.ipynb #7f6a00ac
-COMMANDS = {'demo': demo, 'train': train, 'eval': evaluate, 'predict': predict, 'render': render}
+COMMANDS = {'demo': demo, 'train': train, 'eval': evaluate, 'predict': predict, 'export': export,
+            'render': render}
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `depthnb` command: the console script, `python -m depthnb` and `torchrun … -m

@@ -20,13 +20,14 @@ from ..core import DepthnbInputError
 from ..geometry import mirror, resize_disparity
 from .io import (read_image, read_pfm, read_kitti_png, read_kitti_flow, kitti_stereo_calib,
                              read_velodyne, velodyne_to_depth, read_middlebury_calib, read_label_png,
-                             cityscapes_labelid_to_trainid)
+                             cityscapes_labelid_to_trainid, list_files, match_names, read_map,
+                             read_calib_yaml, MAP_SUFFIXES)
 
 # %% auto #0
-__all__ = ['KINDS', 'FT3D_K', 'sample_kind', 'SelectKeys', 'DropKeys', 'Resize', 'crop_sample', 'RandomCrop', 'flip_stereo',
-           'flip_mono', 'RandomHorizontalFlip', 'adjust_colour', 'ColorAugment', 'Compose', 'available_splits',
-           'read_split', 'KittiRaw', 'Kitti2015', 'FlyingThings3D', 'Cityscapes', 'Middlebury', 'ETH3D', 'RealPair',
-           'SyntheticStereo', 'SyntheticVideo']
+__all__ = ['KINDS', 'FT3D_K', 'FOLDER_GT', 'sample_kind', 'SelectKeys', 'DropKeys', 'Resize', 'crop_sample', 'RandomCrop',
+           'flip_stereo', 'flip_mono', 'RandomHorizontalFlip', 'adjust_colour', 'ColorAugment', 'Compose',
+           'available_splits', 'read_split', 'KittiRaw', 'Kitti2015', 'FlyingThings3D', 'Cityscapes', 'Middlebury',
+           'ETH3D', 'RealPair', 'Folder', 'SyntheticStereo', 'SyntheticVideo']
 
 # %% ../../nbs/12_data_datasets.ipynb #2b7be5bb
 from .synthetic import SyntheticStereo, SyntheticVideo   # the built-in worlds, same schema
@@ -756,3 +757,73 @@ class RealPair(Dataset):
                                disp_l_valid=p['valid'][0], K=self.K, baseline=_scalar(self.baseline),
                                doffs=_scalar(self.doffs), name='motorcycle')
         return _finish(dict(self._cache), self.transform)
+
+# %% ../../nbs/12_data_datasets.ipynb #18645a22
+FOLDER_GT = {'disp': 'disp_l', 'depth': 'depth_l'}   # GT folder → sample key (with its `_valid` mask)
+
+class Folder(Dataset):
+    "Your own stereo pairs or video in the `Folder` layout (see above)."
+    def __init__(self, root: str | os.PathLike, size: tuple[int, int] | None = None,
+                 frames: Sequence[int] = (0,), transform: Callable | None = None):
+        self.root = _need_dir(Path(root), 'Folder root')
+        frames = tuple(frames)
+        if 0 not in frames or not set(frames) <= {-1, 0, 1} or len(set(frames)) != len(frames):
+            raise DepthnbInputError(f'Folder: frames must be distinct offsets from {{-1, 0, 1}} including 0, '
+                                    f'got {frames}')
+        self.frames = frames
+        self.files = {'left': list_files(self.root / 'left', what='Folder left images')}
+        names = self.files['left']
+        if (self.root / 'right').is_dir():
+            self.files['right'] = list_files(self.root / 'right', what='Folder right images')
+        for folder in FOLDER_GT:
+            if (self.root / folder).is_dir():
+                self.files[folder] = list_files(self.root / folder, MAP_SUFFIXES, f'Folder {folder} maps')
+        for folder, files in self.files.items():
+            match_names(names, files, self.root / 'left', self.root / folder)
+        self.calib = read_calib_yaml(_need_file(self.root / 'calib.yaml', 'Folder calibration'))
+        if 'right' in self.files and self.calib['baseline'] is None:
+            raise DepthnbInputError(f"Folder: {self.root / 'calib.yaml'} needs the stereo baseline (m) for "
+                                    f"the pairs in {self.root / 'right'}")
+        self.names = list(names)
+        self.resize = Resize(tuple(size)) if size is not None else None
+        self.transform = transform
+
+    def __len__(self):
+        return max(0, len(self.names) - (max(self.frames) - min(self.frames)))
+
+    def _checked_size(self, path: Path, size: tuple, reference: Path, found: tuple) -> None:
+        "Raise unless the map or image at `path` (H×W `found`) has the `size` of the sample's left image."
+        if tuple(found) != size:
+            raise DepthnbInputError(f'Folder: {path} is {tuple(found)} (H, W) but {reference} is {size}: the '
+                                    'images and maps of a sample must have one size')
+
+    def __getitem__(self, i: int) -> dict:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f'Folder index {i} out of range ({len(self)} samples)')
+        centre = i % len(self) - min(self.frames)
+        name = self.names[centre]
+        reference = self.files['left'][name]
+        s = {'left': read_image(reference)}
+        size = tuple(s['left'].shape[-2:])
+        for view in ('left', 'right'):
+            for off in self.frames if view in self.files else ():
+                key = view + _OFFSET_NAME[off]
+                if key != 'left':
+                    path = self.files[view][self.names[centre + off]]
+                    s[key] = read_image(path)
+                    self._checked_size(path, size, reference, s[key].shape[-2:])
+        s['K'] = _K(self.calib['K'])
+        if self.calib['baseline'] is not None:
+            s['baseline'] = _scalar(self.calib['baseline'])
+        if self.calib['doffs'] is not None:
+            s['doffs'] = _scalar(self.calib['doffs'])
+        for folder, key in FOLDER_GT.items():
+            if folder in self.files:
+                path = self.files[folder][name]
+                values, valid = read_map(path, f'Folder {folder}')
+                self._checked_size(path, size, reference, values.shape)
+                s[key], s[key + '_valid'] = _gt(values, valid)
+        s['name'] = name
+        if self.resize is not None:
+            s = self.resize(s)
+        return _finish(s, self.transform)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import re
 import struct
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,11 +18,12 @@ import torch
 from ..core import DepthnbInputError, atomic_write
 
 # %% auto #0
-__all__ = ['FLO_MAGIC', 'CITYSCAPES_TRAIN_CLASSES', 'CITYSCAPES_IGNORE', 'CITYSCAPES_LABELID_TO_TRAINID', 'read_image',
-           'write_image', 'read_pfm', 'write_pfm', 'read_kitti_png', 'write_kitti_png', 'read_kitti_flow',
-           'write_kitti_flow', 'read_flo', 'write_flo', 'read_calib_file', 'write_calib_file', 'kitti_stereo_calib',
-           'read_velodyne', 'write_velodyne', 'velodyne_to_depth', 'read_middlebury_calib', 'write_middlebury_calib',
-           'cityscapes_labelid_to_trainid', 'read_label_png']
+__all__ = ['FLO_MAGIC', 'CITYSCAPES_TRAIN_CLASSES', 'CITYSCAPES_IGNORE', 'CITYSCAPES_LABELID_TO_TRAINID', 'IMAGE_SUFFIXES',
+           'MAP_SUFFIXES', 'read_image', 'write_image', 'read_pfm', 'write_pfm', 'read_kitti_png', 'write_kitti_png',
+           'read_kitti_flow', 'write_kitti_flow', 'read_flo', 'write_flo', 'read_calib_file', 'write_calib_file',
+           'kitti_stereo_calib', 'read_velodyne', 'write_velodyne', 'velodyne_to_depth', 'read_middlebury_calib',
+           'write_middlebury_calib', 'cityscapes_labelid_to_trainid', 'read_label_png', 'image_info', 'list_files',
+           'match_names', 'read_map', 'read_calib_yaml', 'write_calib_yaml']
 
 # %% ../../nbs/10_data_io.ipynb #b26109a0
 _PathLike = str | os.PathLike
@@ -135,9 +137,8 @@ def _cv2_message(e: Exception) -> str:
     lines = str(e).strip().splitlines()
     return lines[-1] if lines else type(e).__name__
 
-def _imdecode(path: _PathLike, what: str, kinds=('PNG', 'JPEG')) -> tuple[np.ndarray, dict]:
-    """Decode an image file of one of `kinds` ('PNG', 'JPEG') with OpenCV, unchanged: H×W (grey) or H×W×C
-    in BGR(A) order, uint8 or uint16. Returns the pixels and the header fields (`_png_header`,
+def _read_header(path: _PathLike, what: str, kinds=('PNG', 'JPEG')) -> tuple[np.ndarray, dict]:
+    """The bytes of an image file of one of `kinds` ('PNG', 'JPEG') and its header fields (`_png_header`,
     `_jpeg_header`)."""
     with _reading(path, what):
         data = np.fromfile(path, dtype=np.uint8)
@@ -145,6 +146,14 @@ def _imdecode(path: _PathLike, what: str, kinds=('PNG', 'JPEG')) -> tuple[np.nda
     if kind is None:
         raise _bad(path, what, f'not a {" or ".join(kinds)} file (it starts with {data[:8].tobytes()!r})')
     header = _png_header(path, what, data) if kind == 'PNG' else _jpeg_header(path, what, data)
+    return data, header
+
+def _imdecode(path: _PathLike, what: str, kinds=('PNG', 'JPEG')) -> tuple[np.ndarray, dict]:
+    """Decode an image file of one of `kinds` ('PNG', 'JPEG') with OpenCV, unchanged: H×W (grey) or H×W×C
+    in BGR(A) order, uint8 or uint16. Returns the pixels and the header fields (`_png_header`,
+    `_jpeg_header`)."""
+    data, header = _read_header(path, what, kinds)
+    kind = header['kind']
     try:
         img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     except cv2.error as e:
@@ -170,9 +179,19 @@ def _imencode(path: _PathLike, what: str, img: np.ndarray, ext: str) -> None:
     atomic_write(path, buf.tobytes())
 
 # %% ../../nbs/10_data_io.ipynb #bd809559
-def read_image(path: _PathLike) -> torch.Tensor:
-    "Read a PNG or JPEG image as a float32 3×H×W tensor in [0, 1] (RGB)."
-    img, _ = _imdecode(path, 'image')
+def _channels(header: dict) -> int:
+    "The channels of an image file by its header: 1 grey, 2 grey + alpha, 3 colour (a PNG palette too), 4."
+    if header['kind'] == 'JPEG':
+        return header['channels']
+    name, samples = _PNG_COLOUR_TYPES[header['colour_type']]
+    return 3 if name == 'palette' else samples
+
+def read_image(path: _PathLike, grey: bool = True) -> torch.Tensor:
+    """Read a PNG or JPEG image as a float32 3×H×W tensor in [0, 1] (RGB). `grey=False`: a grey image (one
+    channel, or grey + alpha) is an error naming the file, for callers that need colour."""
+    img, header = _imdecode(path, 'image')
+    if not grey and _channels(header) < 3:
+        raise _bad(path, 'image', f'{_channels(header)} channel(s) (grey), expected a colour (RGB) image')
     if img.ndim == 2:
         img = img[..., None]
     if img.shape[2] <= 2:
@@ -582,3 +601,137 @@ def read_label_png(path: _PathLike) -> np.ndarray:
         raise _bad(path, what, f'expected a single-channel (greyscale) 8- or 16-bit label PNG, got {colour} '
                                f'with {header["depth"]} bits per sample')
     return ids.astype(np.int64)
+
+# %% ../../nbs/10_data_io.ipynb #f70e5ea5
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')
+MAP_SUFFIXES = ('.pfm', '.png', '.npy')
+
+def image_info(path: _PathLike) -> dict:
+    """`kind` ('PNG' or 'JPEG'), `height`, `width` and `channels` (1 grey, 2 grey + alpha, 3 colour — a PNG
+    palette too —, 4 RGBA or CMYK) of an image file, from its header alone (no decoding)."""
+    _, header = _read_header(path, 'image')
+    return dict(kind=header['kind'], height=header['height'], width=header['width'],
+                channels=_channels(header))
+
+def _natural_key(name: str) -> list:
+    "Sort key of a name with its digit runs as numbers: 'frame2' < 'frame10'."
+    return [int(part) if part.isdigit() else part for part in re.split(r'(\d+)', name)]
+
+def list_files(folder: _PathLike, suffixes=IMAGE_SUFFIXES, what: str = 'image') -> dict[str, Path]:
+    """The files of `folder` with one of `suffixes` (any case; hidden files skipped) by name without suffix,
+    in natural order. A missing or empty folder, or two files of one name (`a.png`, `a.jpg`), is an error
+    naming it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DepthnbInputError(f'{what}: folder not found: {folder}')
+    found = {}
+    for p in folder.iterdir():
+        if p.name.startswith('.') or p.suffix.lower() not in suffixes or not p.is_file():
+            continue
+        if p.stem in found:
+            raise DepthnbInputError(f'{what}: two files named {p.stem!r} in {folder}: {found[p.stem].name}, '
+                                    f'{p.name}')
+        found[p.stem] = p
+    if not found:
+        raise DepthnbInputError(f'{what}: no {"/".join(suffixes)} file in {folder}')
+    return {name: found[name] for name in sorted(found, key=_natural_key)}
+
+def match_names(files: dict, other: dict, folder: _PathLike, other_folder: _PathLike) -> None:
+    "Raise unless the names of `files` (from `folder`) and `other` agree; the error lists those that differ."
+    only = sorted(set(files) - set(other), key=_natural_key)
+    only_other = sorted(set(other) - set(files), key=_natural_key)
+    if not (only or only_other):
+        return
+    listed = lambda names: ', '.join(names[:5]) + (f' (+{len(names) - 5} more)' if len(names) > 5 else '')
+    parts = [f'only in {folder}: {listed(only)}'] if only else []
+    parts += [f'only in {other_folder}: {listed(only_other)}'] if only_other else []
+    raise DepthnbInputError(f'the files of {folder} and {other_folder} are matched by name, and '
+                            f'{len(only) + len(only_other)} name(s) have no partner: ' + '; '.join(parts))
+
+# %% ../../nbs/10_data_io.ipynb #b671a847
+def _read_npy(path: _PathLike, what: str) -> np.ndarray:
+    "An H×W (or 1×H×W, H×W×1) real-valued `.npy` array as float32 H×W."
+    with _reading(path, what):
+        a = np.load(path, allow_pickle=False)
+    if a.ndim == 3 and a.shape[0] == 1:
+        a = a[0]
+    elif a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim != 2 or a.dtype.kind not in 'fiu':
+        raise _bad(path, what, f'expected an H×W array of numbers, got {a.dtype} of shape {a.shape}')
+    return a.astype(np.float32)
+
+def read_map(path: _PathLike, what: str = 'map') -> tuple[np.ndarray, np.ndarray]:
+    """A disparity or depth map file as `(values float32 H×W, 0 where invalid; valid bool H×W)`, by suffix:
+    `.pfm` and `.npy` (valid: finite and > 0), `.png` (KITTI 16-bit: value / 256, 0 = invalid)."""
+    suffix = Path(path).suffix.lower()
+    if suffix == '.png':
+        return read_kitti_png(path)
+    if suffix == '.pfm':
+        values = read_pfm(path)
+        if values.ndim != 2:
+            raise _bad(path, what, f'expected a one-channel PFM (Pf), got {values.shape[-1]} channels')
+    elif suffix == '.npy':
+        values = _read_npy(path, what)
+    else:
+        raise DepthnbInputError(f'{what}: {path}: unknown suffix {suffix!r}, expected one of {MAP_SUFFIXES}')
+    valid = np.isfinite(values) & (values > 0)
+    return np.where(valid, values, 0).astype(np.float32), valid
+
+# %% ../../nbs/10_data_io.ipynb #0c69178c
+_CALIB_KEYS = ('K', 'fx', 'fy', 'cx', 'cy', 'baseline', 'doffs')
+
+def _calib_number(path: _PathLike, what: str, data: dict, key: str, positive: bool = False) -> float | None:
+    "`data[key]` as a finite float (> 0 when `positive`), or None when absent."
+    if key not in data:
+        return None
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        raise _bad(path, what, f'{key} must be a finite number, got {value!r}')
+    if positive and value <= 0:
+        raise _bad(path, what, f'{key} must be > 0, got {value!r}')
+    return float(value)
+
+def _calib_K(path: _PathLike, what: str, data: dict) -> np.ndarray:
+    "K from `K` (3×3 rows or 9 numbers) or from `fx`, `fy`, `cx`, `cy`."
+    if 'K' not in data:
+        missing = [k for k in ('fx', 'fy', 'cx', 'cy') if k not in data]
+        if missing:
+            raise _bad(path, what, f'needs K (3×3) or fx, fy, cx, cy; missing {missing}')
+        fx, fy = (_calib_number(path, what, data, k, positive=True) for k in ('fx', 'fy'))
+        cx, cy = (_calib_number(path, what, data, k) for k in ('cx', 'cy'))
+        return np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=np.float64)
+    try:
+        K = np.array(data['K'], dtype=np.float64).reshape(3, 3)
+    except (TypeError, ValueError):
+        raise _bad(path, what, f"K must be 3×3 numbers, got {str(data['K'])[:80]!r}") from None
+    if not (np.isfinite(K).all() and K[0, 0] > 0 and K[1, 1] > 0):
+        raise _bad(path, what, f'K must be finite with fx, fy > 0, got {K.tolist()}')
+    return K
+
+def read_calib_yaml(path: _PathLike) -> dict:
+    """Read a `calib.yaml` (see above): `K` (float64 3×3), `baseline` (m) and `doffs` (px), None when absent.
+    Unknown keys and bad values are errors naming the file."""
+    import yaml
+    what = 'calib.yaml'
+    with _reading(path, what):
+        text = Path(path).read_text(encoding='utf-8')
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise _bad(path, what, f'not valid YAML ({str(e).splitlines()[0]})') from None
+    if not isinstance(data, dict):
+        raise _bad(path, what, f'expected keys {list(_CALIB_KEYS)}, got {type(data).__name__}')
+    unknown = sorted(set(map(str, data)) - set(_CALIB_KEYS))
+    if unknown:
+        raise _bad(path, what, f'unknown key(s) {unknown}; known: {list(_CALIB_KEYS)}')
+    return dict(K=_calib_K(path, what, data), baseline=_calib_number(path, what, data, 'baseline', True),
+                doffs=_calib_number(path, what, data, 'doffs'))
+
+def write_calib_yaml(path: _PathLike, K, baseline: float | None = None, doffs: float | None = None) -> None:
+    "Write `K` (3×3, px), `baseline` (m) and `doffs` (px) as a `calib.yaml`; None values are left out."
+    rows = _np(K, 'K').astype(np.float64).reshape(3, 3)
+    lines = ['K: [' + ', '.join('[' + ', '.join(repr(float(x)) for x in row) + ']' for row in rows) + ']']
+    lines += [f'{key}: {float(value)!r}' for key, value in (('baseline', baseline), ('doffs', doffs))
+              if value is not None]
+    atomic_write(path, '\n'.join(lines) + '\n')
