@@ -5,8 +5,57 @@
 # %% ../../nbs/50_analysis_regions.ipynb #cdf21ccd
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+import torch
+
+from ..core import DepthnbInputError
 from ..evaluation import REGIONS, RegionMetrics, local_std, region_masks, textureless_mask
 _all_ = ['REGIONS', 'RegionMetrics', 'local_std', 'region_masks', 'textureless_mask']
 
 # %% auto #0
-__all__ = ['REGIONS', 'RegionMetrics', 'local_std', 'region_masks', 'textureless_mask']
+__all__ = ['region_frame', 'plot_region_distributions', 'REGIONS', 'RegionMetrics', 'local_std', 'region_masks',
+           'textureless_mask']
+
+# %% ../../nbs/50_analysis_regions.ipynb #5ed204ff
+def region_frame(values: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor],
+                 regions: Sequence[str] | None = None) -> pd.DataFrame:
+    """Per-pixel values by region, long-form for seaborn: one row per quantity, region and pixel, columns
+    `quantity`, `region`, `value`. `values` maps a name to a B×1×H×W map, `masks` (`region_masks`) a region to
+    a B×1×H×W bool mask of the same size; non-finite values are left out. `regions` chooses and orders the
+    regions (None: those of `masks`)."""
+    regions = list(masks) if regions is None else list(regions)
+    unknown = [r for r in regions if r not in masks]
+    if unknown:
+        raise DepthnbInputError(f'regions: {unknown} not in masks ({list(masks)})')
+    parts = []
+    for name, value in values.items():
+        for region in regions:
+            mask = masks[region]
+            if value.shape != mask.shape:
+                raise DepthnbInputError(f'values[{name!r}] has shape {tuple(value.shape)}, masks[{region!r}] '
+                                        f'{tuple(mask.shape)}: they must match')
+            picked = value[mask.bool() & torch.isfinite(value)].detach().double().cpu().numpy()
+            parts.append(pd.DataFrame({'quantity': name, 'region': region, 'value': picked}))
+    return pd.concat(parts, ignore_index=True)
+
+def plot_region_distributions(frame: pd.DataFrame, kind: str = 'ecdf', hue: str | None = None,
+                              height: float = 2.8):
+    """The distribution of each quantity of a `region_frame`, region by region, with seaborn: one panel per
+    quantity; `kind='ecdf'` draws one cumulative distribution per region, `'box'` / `'violin'` one box or
+    violin per region (split by `hue`, another column of `frame`, if given). Returns the figure."""
+    import seaborn as sns
+    if kind == 'ecdf':
+        grid = sns.displot(frame, x='value', hue='region', col='quantity', kind='ecdf', height=height,
+                           aspect=1.4, facet_kws={'sharex': False})
+    elif kind in ('box', 'violin'):
+        extra = {'showfliers': False} if kind == 'box' else {'cut': 0, 'density_norm': 'width'}
+        grid = sns.catplot(frame, x='region', y='value', hue=hue, col='quantity', kind=kind, height=height,
+                           aspect=1.4, sharey=False, **extra)
+        grid.tick_params(axis='x', labelrotation=20)
+    else:
+        raise DepthnbInputError(f"kind must be 'ecdf', 'box' or 'violin', got {kind!r}")
+    grid.set_titles('{col_name}')
+    grid.set_axis_labels('', 'fraction of pixels' if kind == 'ecdf' else '')
+    return grid.figure
