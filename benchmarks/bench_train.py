@@ -13,17 +13,25 @@ reference monodepth2 implementation, and inference latency / parameter counts of
     counted) divided by the median step time, as a fraction of the machine's fp32 matmul peak measured in the
     same run (the best of several large `torch.mm` at the same thread count).
 (3) Inference latency (batch 1, no grad) and parameter counts of DispNet, StereoNet and DepthNet at 384×1248
-    and 192×640.
+    and 192×640, at each of `--inference-threads` (default: the run's thread count): the networks run in turn,
+    `--inference-repeats` rounds after a warm-up, and each latency is the median of its rounds.
+    `inference.stereonet_to_dispnet_ratio` = StereoNet's median / DispNet's at 384×1248 (target ≤ 1.5; with
+    several thread counts the largest; `..._by_threads` each). `inference.by_threads` holds every latency and
+    the ratio in each round, whose spread says how noisy the machine was; the top-level rows are those of the
+    first thread count.
 Prints a table and writes benchmarks/results/train.json (`step_time_ratio_vs_monodepth2` = ours / reference,
 from the medians; `step_time_ratio_of_minima` from the fastest step of each, which load on a shared machine
 can only slow down; `step_time_ratio_per_repeat` = the ratio of each interleaved pair, whose spread says how
 noisy the machine was). The matmul peak is measured between the repeats and the best rate kept.
+`--inference-only` measures (3) alone and replaces the `inference` part of an existing results file.
 
     python benchmarks/bench_train.py [--repeats 7] [--batch 4] [--threads N]
+    python benchmarks/bench_train.py --inference-only --inference-threads 1 2 [--inference-repeats 7]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -141,16 +149,72 @@ def step_flops(step) -> int:
     return counter.get_total_flops()
 
 
-def latency(net, inputs, repeats=3):
-    net.eval()
+INFERENCE_SIZES = ((192, 640), (384, 1248))
+
+
+def inference_nets() -> dict:
+    "The networks of (3): name → (network in eval mode, whether it takes a stereo pair)."
+    nets = {'DispNet': (DispNet(), True), 'StereoNet': (StereoNet(), True), 'DepthNet': (DepthNet(18), False)}
+    return {name: (net.eval(), stereo) for name, (net, stereo) in nets.items()}
+
+
+def latencies(nets: dict, size, repeats: int) -> dict[str, list[float]]:
+    """Seconds of a forward pass (batch 1, no grad) of each network at `size`, `repeats` rounds in which the
+    networks run in turn (after one warm-up pass each), so that a change of the machine's load hits all."""
+    x = torch.rand(1, 3, *size)
+    inputs = {name: (x, x) if stereo else (x,) for name, (_, stereo) in nets.items()}
+    times = {name: [] for name in nets}
     with torch.no_grad():
-        net(*inputs)
-        ts = []
+        for name, (net, _) in nets.items():
+            net(*inputs[name])
         for _ in range(repeats):
-            t = time.perf_counter()
-            net(*inputs)
-            ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
+            for name, (net, _) in nets.items():
+                t = time.perf_counter()
+                net(*inputs[name])
+                times[name].append(time.perf_counter() - t)
+    return times
+
+
+def inference_results(thread_counts, repeats: int) -> dict:
+    "(3) at each of `thread_counts`: latencies, parameter counts and StereoNet's time ratio to DispNet."
+    torch.manual_seed(0)
+    nets = inference_nets()
+    before = torch.get_num_threads()
+    by_threads = {}
+    for threads in thread_counts:
+        torch.set_num_threads(threads)
+        rows = {name: dict(params=sum(p.numel() for p in net.parameters()))
+                for name, (net, _) in nets.items()}
+        for size in INFERENCE_SIZES:
+            times = latencies(nets, size, repeats)
+            key = f'{size[0]}x{size[1]}'
+            for name in nets:
+                rows[name][f'{key}_ms'] = 1e3 * statistics.median(times[name])
+                rows[name][f'{key}_ms_all'] = [1e3 * t for t in times[name]]
+        stereo, disp = rows['StereoNet'], rows['DispNet']
+        per_repeat = [a / b for a, b in zip(stereo['384x1248_ms_all'], disp['384x1248_ms_all'])]
+        ratio = stereo['384x1248_ms'] / disp['384x1248_ms']
+        by_threads[str(threads)] = dict(rows, stereonet_to_dispnet_ratio=ratio,
+                                        stereonet_to_dispnet_ratio_per_repeat=per_repeat)
+    torch.set_num_threads(before)
+    first = by_threads[str(thread_counts[0])]
+    ratios = {t: r['stereonet_to_dispnet_ratio'] for t, r in by_threads.items()}
+    return dict({name: first[name] for name in nets}, threads=list(thread_counts), repeats=repeats,
+                stereonet_to_dispnet_ratio=max(ratios.values()), stereonet_to_dispnet_ratio_by_threads=ratios,
+                target='stereonet_to_dispnet_ratio <= 1.5', by_threads=by_threads)
+
+
+def print_inference(inference: dict) -> None:
+    for threads, rows in inference['by_threads'].items():
+        print(f"inference, batch 1, {threads} thread(s), median of {inference['repeats']} rounds:")
+        print(f"  {'network':10s} {'params (M)':>10s} {'192×640 ms':>11s} {'384×1248 ms':>12s}")
+        for name in ('DispNet', 'StereoNet', 'DepthNet'):
+            row = rows[name]
+            print(f"  {name:10s} {row['params'] / 1e6:10.2f} {row['192x640_ms']:11.1f} "
+                  f"{row['384x1248_ms']:12.1f}")
+        spread = rows['stereonet_to_dispnet_ratio_per_repeat']
+        print(f"  StereoNet / DispNet at 384×1248: {rows['stereonet_to_dispnet_ratio']:.2f} (target ≤ 1.5; "
+              f"per round {min(spread):.2f} … {max(spread):.2f})")
 
 
 def main(argv=None):
@@ -160,10 +224,23 @@ def main(argv=None):
     ap.add_argument('--size', type=int, nargs=2, default=[192, 640])
     ap.add_argument('--threads', type=int, default=None, help="torch's intra-op threads (default: torch's)")
     ap.add_argument('--no-inference', action='store_true', help='skip (3), the inference latencies')
+    ap.add_argument('--inference-only', action='store_true',
+                    help="only (3): replace the 'inference' part of the results file --out")
+    ap.add_argument('--inference-threads', type=int, nargs='+', default=None,
+                    help='thread counts of (3) (default: the run\'s)')
+    ap.add_argument('--inference-repeats', type=int, default=7)
     ap.add_argument('--out', default=str(Path(__file__).parent / 'results' / 'train.json'))
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    thread_counts = args.inference_threads or [torch.get_num_threads()]
+    if args.inference_only:
+        res = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
+        res['inference'] = inference_results(thread_counts, args.inference_repeats)
+        res['inference']['load_average_1min'] = round(os.getloadavg()[0], 2)
+        print_inference(res['inference'])
+        write_results(res, args.out)
+        return res
     torch.manual_seed(0)
     b, (h, w) = args.batch, args.size
     load_before = os.getloadavg()
@@ -217,17 +294,8 @@ def main(argv=None):
         print(f"  {k:10s} {res['step_gflop'][k]:.1f} GFLOP/step (mm + conv) → {achieved[k]:.1f} GFLOP/s = "
               f"{res['fraction_of_matmul_peak'][k]:.0%} of the matmul peak")
     if not args.no_inference:
-        print(f"{'network':10s} {'params (M)':>10s} {'192×640 ms':>11s} {'384×1248 ms':>12s}")
-        nets = (('DispNet', DispNet(), True), ('StereoNet', StereoNet(), True),
-                ('DepthNet', DepthNet(18), False))
-        for name, net, stereo in nets:
-            row = dict(params=sum(p.numel() for p in net.parameters()))
-            for (hh, ww) in ((192, 640), (384, 1248)):
-                x = torch.rand(1, 3, hh, ww)
-                row[f'{hh}x{ww}_ms'] = 1e3 * latency(net, (x, x) if stereo else (x,))
-            res['inference'][name] = row
-            print(f"{name:10s} {row['params'] / 1e6:10.2f} {row['192x640_ms']:11.1f} "
-                  f"{row['384x1248_ms']:12.1f}")
+        res['inference'] = inference_results(thread_counts, args.inference_repeats)
+        print_inference(res['inference'])
     write_results(res, args.out)
     return res
 

@@ -1,7 +1,9 @@
 """Tests of `depthnb.models`: the output contract of every network (any input size, scale `s` at
 ⌈H/2^s⌉×⌈W/2^s⌉, fine → coarse), gradients reaching every parameter, GradScale (SGDepth eq. 6) checked
 against a backward pass without it, the offline `pretrained=True` path (the weight loader is replaced, so
-nothing is downloaded), determinism, and a supervised DispNet that overfits one synthetic batch.
+nothing is downloaded), determinism, a supervised DispNet that overfits one synthetic batch, StereoNet's
+cost-volume pieces against NumPy loops, and the disparity range in pixels (issue 10): a StereoNet with a fixed
+`max_disp`, trained briefly, finds twice the disparity on a pair upsampled ×2 by matching.
 Tests that take the `device` fixture run on CPU, and on CUDA when there is one.
 """
 from __future__ import annotations
@@ -10,16 +12,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
 import torchvision.models._api as tv_api
 
+from conftest import np_
 from depthnb.core import DepthnbInputError
 from depthnb.geometry import pose_vec_to_mat
 from depthnb.losses import multiscale_epe, occlusion_bce
 from depthnb.models import DepthNet, DispNet, FlowNet, GradScale, PoseNet, StereoNet
 from depthnb.models.mono import ResnetEncoder, sigmoid_to_depth
+from depthnb.models.stereo import (clamp_straight_through, correlation_1d, default_max_disp, normalize_features,
+                                   soft_argmax)
 
 ROOT = Path(__file__).resolve().parents[1]
 CUDA = torch.cuda.is_available()
@@ -79,6 +86,33 @@ def test_stereonet_shapes(encoder, size, device):
 def test_stereonet_levels():
     out = StereoNet(levels=3, max_disp=20.)(*pair(20, 30))
     assert [tuple(d.shape) for d in out['disp']] == scale_shapes(1, 1, 20, 30, 3)
+
+
+@pytest.mark.parametrize('finest', [0, 1, 2])
+def test_stereonet_finest_and_fixed_range(finest, device):
+    """Estimation down to scale `finest`; finer scales are the finest estimate upsampled (values ×2 per scale);
+    with `max_disp` set, every scale is in (0, max_disp / 2^s) px at any input width."""
+    net = StereoNet(max_disp=12., levels=4, finest=finest).to(device)
+    for h, w in [(33, 47), (64, 128), (32, 200)]:
+        out = net(*pair(h, w, 2, device))['disp']
+        assert [tuple(d.shape) for d in out] == scale_shapes(2, 1, h, w, 4)
+        assert all((d > 0).all() and (d < 12. / 2**s).all() for s, d in enumerate(out))
+    out = net(*pair(64, 128, 1, device))['disp']           # a multiple of 64: no crop between the scales
+    for s in range(finest):
+        up = 2 * F.interpolate(out[s + 1], scale_factor=2, mode='bilinear', align_corners=False)
+        torch.testing.assert_close(out[s], up)
+
+
+def test_dispnet_range_in_pixels():
+    """A fixed `max_disp` does not follow the input's width: an untrained DispNet (heads near zero) predicts
+    `max_disp / 2` at any width; without one it predicts 0.3·W / 2 of each input (the old behaviour)."""
+    torch.manual_seed(0)
+    fixed, scaled = DispNet(max_disp=20., width=8), DispNet(width=8)
+    for w in (64, 160):
+        l, r = pair(32, w)
+        torch.testing.assert_close(fixed(l, r)['disp'][0].mean().item(), 10., atol=0.1, rtol=0)
+        torch.testing.assert_close(scaled(l, r)['disp'][0].mean().item(), default_max_disp(w) / 2, atol=0.2, rtol=0)
+    assert default_max_disp(192) == pytest.approx(57.6)
 
 
 @pytest.mark.parametrize('size', SIZES)
@@ -147,7 +181,8 @@ def test_bad_input_names_argument_and_shape():
 def test_bad_options():
     for fn, word in [(lambda: DispNet(max_disp=0), 'max_disp'), (lambda: DispNet(scales=0), 'scales'),
                      (lambda: DispNet(width=6), 'width'), (lambda: StereoNet('resnet'), 'encoder'),
-                     (lambda: StereoNet(levels=6, widths=(8, 8)), 'widths'), (lambda: DepthNet(num_layers=20), 'num_layers'),
+                     (lambda: StereoNet(levels=6, widths=(8, 8)), 'widths'), (lambda: StereoNet(levels=2), 'finest'),
+                     (lambda: StereoNet(max_disp=True), 'max_disp'), (lambda: DepthNet(num_layers=20), 'num_layers'),
                      (lambda: DepthNet(seg_classes=0), 'seg_classes'), (lambda: DepthNet(scales=6), 'scales'),
                      (lambda: PoseNet(num_frames=1), 'num_frames'), (lambda: FlowNet(finest=0), 'finest'),
                      (lambda: FlowNet(levels=3, scales=5), 'scales')]:
@@ -298,6 +333,142 @@ def test_dispnet_overfits_one_batch():
     after = epe()
     print(f"EPE {before:.3f} -> {after:.3f} px ({before / after:.1f}x)")
     assert before / after >= 10, (before, after)
+
+
+# ---------------------------------------------------------------- StereoNet's cost volume, against NumPy loops
+
+def naive_correlation(fl, fr, disps):
+    "Loops in NumPy: `out[b, i, y, x] = mean_c fl[b, c, y, x] · fr[b, c, y, x − d_i]`, 0 where x − d_i is outside."
+    a, b = np_(fl), np_(fr)
+    out = np.zeros((a.shape[0], len(disps), *a.shape[2:]))
+    for i, d in enumerate(disps):
+        for x in range(a.shape[-1]):
+            if 0 <= x - d < a.shape[-1]:
+                out[:, i, :, x] = (a[..., x] * b[..., x - d]).mean(1)
+    return out
+
+
+@pytest.mark.parametrize('disps', [range(-4, 5), range(0, 41), [7, -3, 0, 25, -25, 2, 20, -20]])
+def test_correlation_1d_matches_naive_loop(disps, device):
+    g = torch.Generator().manual_seed(3)
+    fl, fr = torch.randn(2, 5, 3, 21, generator=g), torch.randn(2, 5, 3, 21, generator=g)
+    out = correlation_1d(fl.to(device), fr.to(device), disps)
+    assert out.device.type == device.type and tuple(out.shape) == (2, len(disps), 3, 21)
+    np.testing.assert_allclose(np_(out), naive_correlation(fl, fr, list(disps)), rtol=1e-5, atol=1e-6)
+
+
+def test_correlation_1d_gradient_matches_naive_loop():
+    "The gradient of a weighted sum of the cost volume, against the same sum built from the loop's products."
+    g = torch.Generator().manual_seed(4)
+    fl, fr = torch.randn(1, 4, 2, 9, generator=g, requires_grad=True), torch.randn(1, 4, 2, 9, generator=g)
+    weights = torch.randn(1, 5, 2, 9, generator=g)
+    (correlation_1d(fl, fr, range(-2, 3)) * weights).sum().backward()
+    expected = np.zeros((1, 4, 2, 9))
+    for i, d in enumerate(range(-2, 3)):
+        for x in range(9):
+            if 0 <= x - d < 9:
+                expected[..., x] += np_(weights[:, i:i + 1, :, x]) * np_(fr[..., x - d]) / 4
+    np.testing.assert_allclose(np_(fl.grad), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_normalize_features_and_soft_argmax_against_numpy():
+    g = torch.Generator().manual_seed(5)
+    fl, fr = torch.randn(2, 6, 3, 7, generator=g) + 2, torch.randn(2, 6, 3, 7, generator=g) - 1
+    nl, nr = normalize_features(fl, fr)
+    mean = (np_(fl).mean((2, 3), keepdims=True) + np_(fr).mean((2, 3), keepdims=True)) / 2
+    for got, f in ((nl, fl), (nr, fr)):
+        centred = np_(f) - mean
+        np.testing.assert_allclose(np_(got), np.sqrt(6) * centred / np.linalg.norm(centred, axis=1, keepdims=True),
+                                   rtol=1e-5, atol=1e-6)
+    cos = correlation_1d(nl, nr, [0])[:, 0]                 # a channel mean of the normalised maps: a cosine
+    assert (cos.abs() <= 1 + 1e-5).all()
+    corr, offsets = torch.randn(2, 5, 3, 4, generator=g), torch.arange(-2., 3.)
+    e = np.exp(3. * np_(corr))
+    expected = (e / e.sum(1, keepdims=True) * np_(offsets)[None, :, None, None]).sum(1, keepdims=True)
+    np.testing.assert_allclose(np_(soft_argmax(corr, offsets, 3.)), expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(DepthnbInputError, match='offsets'): soft_argmax(corr, torch.arange(4.), 3.)
+
+
+def test_clamp_straight_through():
+    x = torch.tensor([-3., 0.2, 1.5, 7.], requires_grad=True)
+    y = clamp_straight_through(x, 0.1, 2.)
+    torch.testing.assert_close(y.detach(), x.detach().clamp(0.1, 2.))
+    (y * torch.arange(1., 5.)).sum().backward()
+    torch.testing.assert_close(x.grad, torch.arange(1., 5.))      # the identity's gradient, also where clamped
+
+
+# ---------------------------------------------------------------- disparity range in pixels (issue 10)
+
+def _texture(n, h, w, g, factors=(1, 2, 4, 8)):
+    "`n` random RGB textures n×3×h×w: uniform noise drawn at 1/f of the size (f from `factors`), upsampled."
+    out = []
+    for f in torch.tensor(factors)[torch.randint(len(factors), (n,), generator=g)].tolist():
+        noise = torch.rand(1, 3, -(-h // f), -(-w // f), generator=g)
+        out.append(F.interpolate(noise, size=(h, w), mode='bilinear', align_corners=False))
+    return torch.cat(out)
+
+
+def _shifted_pair(texture, d, w):
+    "left = texture[..., :w], right = texture[..., d:d + w]: left x matches right x − d (`d`: px per sample)."
+    right = torch.stack([t[..., k:k + w] for t, k in zip(texture, d.tolist())])
+    return texture[..., :w], right
+
+
+def _train_matcher(max_disp, seed=0, steps=300, size=(32, 96), d_max=24, lr=2e-3):
+    """A tiny StereoNet (4 scales, estimated at 1/8 and 1/4) trained with L1 at every scale on random textures
+    shifted by 1…`d_max` px (one disparity per pair) at `size`; the loss skips the first `d_max` columns, which
+    the right view may not see."""
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    net = StereoNet(max_disp=max_disp, levels=4, widths=(8, 16, 16, 32, 32), est_widths=(32, 16))
+    opt = torch.optim.Adam(net.parameters(), lr)
+    h, w = size
+    for _ in range(steps):
+        d = torch.randint(1, d_max + 1, (8,), generator=g)
+        left, right = _shifted_pair(_texture(8, h, w + d_max, g), d, w)
+        out = net(left, right)['disp']
+        loss = sum((o - d.view(-1, 1, 1, 1) / 2**s)[..., d_max // 2**s:].abs().mean() for s, o in enumerate(out))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return net.eval()
+
+
+def _predictions(net, d0, size=(32, 96), d_max=24, seed=123):
+    """Median disparity (px of the left view, columns ≥ `d_max`) that `net` predicts for four random scenes
+    shifted by `d0` px: the pair itself (`pair`), upsampled ×2 (`up`), upsampled ×2 and cropped back to `size`
+    (`up_cropped`: the same width, twice the disparity) and seen on a canvas twice as wide (`wide`: twice the
+    width, the same disparity)."""
+    g = torch.Generator().manual_seed(seed)
+    h, w = size
+    texture = _texture(4, h, 2 * w + d_max, g, factors=(1, 2))
+    wide_l, wide_r = _shifted_pair(texture, torch.full((4,), d0), 2 * w)
+    left, right = wide_l[..., :w], wide_r[..., :w]
+    up_l, up_r = (F.interpolate(x, scale_factor=2, mode='bilinear', align_corners=False) for x in (left, right))
+    pairs = {'pair': (left, right, d_max, w), 'up': (up_l, up_r, 2 * d_max, 2 * w),
+             'up_cropped': (up_l[..., :h, :w], up_r[..., :h, :w], d_max, w), 'wide': (wide_l, wide_r, d_max, w)}
+    with torch.no_grad():
+        return {k: float(net(l, r)['disp'][0][..., start:stop].median()) for k, (l, r, start, stop) in pairs.items()}
+
+
+def test_stereonet_range_in_pixels():
+    """Issue 10: with `max_disp` fixed in pixels (32), a StereoNet trained briefly at 32×96 (300 Adam steps on
+    random textures, disparities 1…24 px; about 10 s on 2 CPU cores) finds disparities by matching:
+    - on a pair upsampled ×2 it predicts 2× its disparity on the original (the issue's check);
+    - on the pair upsampled ×2 and cropped back to 32×96 — the same width, twice the disparity — 2× as well;
+    - on the same scenes on a canvas twice as wide — twice the width, the same disparity — 1×.
+    A network whose range is a fraction of each input's width (the old 0.3·W) rescales with the width instead
+    of matching: it passes the first check but fails the other two (the control at the end)."""
+    net = _train_matcher(32.)
+    for d0 in (8, 10):
+        p = _predictions(net, d0)
+        assert abs(p['pair'] - d0) < 0.1 * d0, (d0, p)
+        assert 1.8 < p['up'] / p['pair'] < 2.2, (d0, p)
+        assert 1.8 < p['up_cropped'] / p['pair'] < 2.2, (d0, p)
+        assert 0.85 < p['wide'] / p['pair'] < 1.15, (d0, p)
+    rescaling = _predictions(DispNet(width=8).eval(), 8)   # untrained, max_disp None: 0.3·W / 2 everywhere
+    assert 1.8 < rescaling['up'] / rescaling['pair'] < 2.2
+    assert rescaling['up_cropped'] / rescaling['pair'] < 1.2 and rescaling['wide'] / rescaling['pair'] > 1.8
 
 
 # ---------------------------------------------------------------- package

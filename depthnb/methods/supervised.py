@@ -13,6 +13,7 @@ from ..core import DepthnbInputError
 from ..method import Method
 from ..losses import multiscale_epe, occlusion_bce
 from ..models import DispNet
+from ..models.stereo import default_max_disp
 from ..viz import colorize
 
 # %% auto #0
@@ -65,9 +66,20 @@ class SupervisedStereo(Method):
                                     f"(GT disparity) to supervise with")
         return self.supervised_losses(self.net(batch['left'], batch['right']), batch)
 
+    def record_max_disp(self, width: int) -> None:
+        """Without a `max_disp`, fix the range in pixels from the training `width` (`default_max_disp`: 0.3 ×
+        `width`) and record it in `args`, which checkpoints keep: `depthnb.load` rebuilds the network with it, so
+        a model evaluated at another width keeps its range in pixels. (A run saved without one keeps the old
+        behaviour: 0.3·W of each input.)"""
+        if self.net.max_disp is None:
+            self.net.max_disp = default_max_disp(width)
+            self.args['max_disp'] = self.net.max_disp
+
     def losses(self, batch: dict, stage) -> dict[str, torch.Tensor]:
-        "`source_losses` of every source in `batch` (name → collated batch); a term of several is averaged."
+        """`source_losses` of every source in `batch` (name → collated batch); a term of several is averaged.
+        The first batch fixes the disparity range (`record_max_disp`)."""
         sources = check_sources(batch, type(self).__name__)
+        self.record_max_disp(next(iter(sources.values()))['left'].shape[-1])
         return mean_terms([self.source_losses(name, b) for name, b in sources.items()])
 
     def infer(self, left: torch.Tensor, right: torch.Tensor | None = None) -> dict:

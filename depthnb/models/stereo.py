@@ -15,8 +15,8 @@ from ..core import DepthnbInputError, check_tensor, check_same_size
 from ..geometry import warp_by_disparity
 
 # %% auto #0
-__all__ = ['check_input', 'check_pair', 'pad_to_multiple', 'scale_size', 'crop_to_scale', 'correlation_1d', 'num_params',
-           'DispNet', 'StereoNet']
+__all__ = ['check_input', 'check_pair', 'pad_to_multiple', 'scale_size', 'crop_to_scale', 'correlation_1d', 'default_max_disp',
+           'num_params', 'DispNet', 'normalize_features', 'soft_argmax', 'clamp_straight_through', 'StereoNet']
 
 # %% ../../nbs/20_models_stereo.ipynb #edf16ddc
 def check_input(x, name: str) -> torch.Tensor:
@@ -55,22 +55,16 @@ def correlation_1d(fl: torch.Tensor, fr: torch.Tensor, disps: Sequence[int]) -> 
     """Horizontal correlation of left and right feature maps (both B×C×H×W) at integer disparities `disps`.
 
     Returns B×len(disps)×H×W with channel `i` = `mean_c fl(x) · fr(x − disps[i])`, 0 where `x − d` is outside.
-    Negative disparities look to the right; one shifted product at a time keeps the memory at B×C×H×W."""
+    Negative disparities look to the right. The right map is zero-padded once; each disparity is one product
+    of `fl` with a shifted view of it (memory B×C×H×W)."""
     check_tensor(fl, 'fl', 4)
     check_tensor(fr, 'fr', 4)
     check_same_size(fl, fr, 'fl', 'fr', 'BCHW')
     w = fl.shape[-1]
-    out = []
-    for d in disps:
-        d = int(d)
-        if abs(d) >= w:
-            out.append(fl.new_zeros(fl.shape[0], fl.shape[2], w))
-            continue
-        if d >= 0:
-            out.append(F.pad((fl[..., d:] * fr[..., :w - d]).mean(1), (d, 0)))
-        else:
-            out.append(F.pad((fl[..., :w + d] * fr[..., -d:]).mean(1), (0, -d)))
-    return torch.stack(out, 1)
+    disps = [max(-w, min(w, int(d))) for d in disps]        # |d| ≥ w: nothing overlaps, as for d = ±w
+    right, left = max(max(disps, default=0), 0), max(-min(disps, default=0), 0)
+    padded = F.pad(fr, (right, left))                       # padded[..., right + x] = fr(x)
+    return torch.stack([(fl * padded[..., right - d:right - d + w]).mean(1) for d in disps], 1)
 
 # %% ../../nbs/20_models_stereo.ipynb #19e95f28
 def _conv(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
@@ -85,8 +79,15 @@ def _normalize(x: torch.Tensor) -> torch.Tensor:
     "Centre images in [0, 1] for the stereo and flow networks (monodepth2's constants)."
     return (x - 0.45) / 0.225
 
+def default_max_disp(width: int) -> float:
+    """The disparity range (px) of a stereo network built without `max_disp`: 0.3 × the `width` of each input
+    (monodepth's bound). A method fixes it from its training width and keeps it with the run, so that a model
+    evaluated at another width keeps its range in pixels."""
+    return 0.3 * width
+
 def _check_max_disp(max_disp) -> None:
-    if max_disp is not None and not (isinstance(max_disp, (int, float)) and max_disp > 0):
+    if max_disp is not None and (isinstance(max_disp, bool) or not (isinstance(max_disp, (int, float))
+                                                                    and max_disp > 0)):
         raise DepthnbInputError(f'max_disp must be None or a positive number of pixels, got {max_disp!r}')
 
 def _init_head(conv: nn.Conv2d, std: float = 1e-3) -> nn.Conv2d:
@@ -110,7 +111,8 @@ class DispNet(nn.Module):
     - `'features_l'`, `'features_r'`: outputs of the first three (Siamese) encoder conv layers on each view:
       B×c×⌈H/2⌉×⌈W/2⌉, B×2c×⌈H/4⌉×⌈W/4⌉, B×2c×⌈H/4⌉×⌈W/4⌉.
 
-    `max_disp`: the largest disparity at the input resolution (px); None → 0.3·W of each input.
+    `max_disp`: the largest disparity at the input resolution (px); None → `default_max_disp` (0.3·W) of each
+    input, which makes the output scale with the input's width.
     `scales`: 1…7 outputs. `width` (c, a multiple of 4): channel width; `corr_disp`: correlation range at
     1/4."""
     multiple = 64
@@ -145,7 +147,7 @@ class DispNet(nn.Module):
     def forward(self, left: torch.Tensor, right: torch.Tensor) -> dict[str, list[torch.Tensor]]:
         check_pair(left, right, 'left', 'right')
         b, size = left.shape[0], left.shape[-2:]
-        max_disp = 0.3 * size[1] if self.max_disp is None else self.max_disp
+        max_disp = default_max_disp(size[1]) if self.max_disp is None else self.max_disp
         x = _normalize(pad_to_multiple(torch.cat((left, right)), self.multiple))   # both views as one batch
         f1 = self.conv1(x)
         f2 = self.conv2(f1)
@@ -171,77 +173,130 @@ class DispNet(nn.Module):
                 'features_l': [crop(f1[:b], 1), crop(f2[:b], 2), crop(f3[:b], 2)],
                 'features_r': [crop(f1[b:], 1), crop(f2[b:], 2), crop(f3[b:], 2)]}
 
+# %% ../../nbs/20_models_stereo.ipynb #5a0e3c71
+def normalize_features(fl: torch.Tensor, fr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left and right feature maps (B×C×H×W each) made comparable for a cost volume (after UFlow,
+    Jonschkowski et al., ECCV 2020): each channel centred by its mean over both views and all pixels of the
+    image, then each pixel's feature vector scaled to length √C — so that `correlation_1d` of the results
+    (a channel mean) is the cosine similarity of the centred features, in [−1, 1]."""
+    check_tensor(fl, 'fl', 4)
+    check_tensor(fr, 'fr', 4)
+    check_same_size(fl, fr, 'fl', 'fr', 'BCHW')
+    mean = (fl.mean((2, 3), keepdim=True) + fr.mean((2, 3), keepdim=True)) / 2
+    length = fl.shape[1] ** 0.5
+    return (length * F.normalize(fl - mean, dim=1, eps=1e-6),
+            length * F.normalize(fr - mean, dim=1, eps=1e-6))
+
+def soft_argmax(corr: torch.Tensor, offsets: torch.Tensor, sharpness) -> torch.Tensor:
+    """The expected offset under `softmax(sharpness · corr)` over the channels of a cost volume `corr`
+    (B×D×H×W, channel `i` at offset `offsets[i]` px): GC-Net's soft argmin (Kendall et al., ICCV 2017,
+    eq. 1) of the cost `−corr`. Returns B×1×H×W px; `sharpness` is a number or a 0-d tensor (learnable)."""
+    check_tensor(corr, 'corr', 4)
+    if offsets.shape != (corr.shape[1],):
+        raise DepthnbInputError(f'offsets must hold one value per channel of corr ({corr.shape[1]}), '
+                                f'got shape {tuple(offsets.shape)}')
+    weights = torch.softmax(corr * sharpness, 1)
+    return (weights * offsets.view(1, -1, 1, 1)).sum(1, keepdim=True)
+
+def clamp_straight_through(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """`x` clamped to [`low`, `high`] in the forward pass, the identity in the backward pass: a prediction
+    pushed beyond the range still gets the gradient that pulls it back (a saturating sigmoid gives none)."""
+    return x + (x.clamp(low, high) - x).detach()
+
 # %% ../../nbs/20_models_stereo.ipynb #c6effb8c
 class StereoNet(nn.Module):
     """Reciprocal's StereoNet (ICCV 2021, Fig. 3): shared UNet (or pyramid) encoder and a coarse-to-fine
-    decoder with a 1-D correlation cost volume and a disparity-estimation module per level.
+    decoder with a 1-D correlation cost volume and a disparity-estimation module per level (PWC-Lite-style:
+    estimated from the coarsest level down to `finest`, upsampled to the finer scales).
 
     `net(left, right)` with images B×3×H×W in [0, 1] of any size returns `{'disp': [...]}`: `levels` maps
-    B×1×⌈H/2^s⌉×⌈W/2^s⌉, fine → coarse, positive, in pixels of scale `s`, below `max_disp / 2^s`.
+    B×1×⌈H/2^s⌉×⌈W/2^s⌉, fine → coarse, in pixels of scale `s`, in (0, max_disp / 2^s).
 
     `encoder`: `'unet'` (the paper) or `'pyramid'` (PWC-Net's, their Table 3 ablation). `max_disp`: largest
-    disparity at the input resolution (px); None → 0.3·W of each input. `levels`: estimation levels (scales
-    0…levels−1). `radius`: the cost volume looks `radius` px either side of the upsampled disparity.
-    `widths`: encoder channels per level (at least `levels + 1`); `est_widths`: estimator channels."""
+    disparity at the input resolution (px); None → `default_max_disp` (0.3·W) of each input. `levels`:
+    output scales 0…levels−1; disparity is estimated at scales `finest`…levels−1. `radius`: the cost volume
+    looks `radius` px either side of the upsampled disparity. `widths`: encoder channels at levels 0…levels
+    ('unet'; 0…levels−1 for 'pyramid'; level 0 is used only when `finest` = 0); `est_widths`: estimator
+    channels."""
     def __init__(self, encoder: str = 'unet', max_disp: float | None = None, levels: int = 6, radius: int = 4,
-                 widths: Sequence[int] = (16, 32, 48, 64, 96, 128, 192),
-                 est_widths: Sequence[int] = (64, 48, 32)):
+                 widths: Sequence[int] = (16, 16, 32, 64, 96, 128, 192),
+                 est_widths: Sequence[int] = (64, 48, 32), finest: int = 2):
         super().__init__()
         if encoder not in ('unet', 'pyramid'):
             raise DepthnbInputError(f"encoder must be 'unet' or 'pyramid', got {encoder!r}")
         _check_max_disp(max_disp)
         if not 1 <= levels <= 8:
             raise DepthnbInputError(f'levels must be in 1…8, got {levels!r}')
+        if not 0 <= finest < levels:
+            raise DepthnbInputError(f'finest must be in 0…levels − 1 ({levels - 1}), got {finest!r}')
         if radius < 1:
             raise DepthnbInputError(f'radius must be ≥ 1, got {radius!r}')
-        n_enc = levels + 1 if encoder == 'unet' else levels
-        if len(widths) < n_enc:
-            raise DepthnbInputError(f'widths needs {n_enc} entries for levels={levels}, got {len(widths)}')
-        self.encoder, self.max_disp, self.levels, self.radius = encoder, max_disp, levels, radius
-        self.multiple = 2 ** (n_enc - 1)
-        w = list(widths)[:n_enc]
-        self.down = nn.ModuleList([nn.Sequential(_conv(w[l - 1] if l else 3, w[l], 3, 2 if l else 1),
-                                                 _conv(w[l], w[l]))
-                                   for l in range(n_enc)])
-        self.dec = nn.ModuleList([nn.Sequential(_conv(w[l + 1] + w[l], w[l]), _conv(w[l], w[l]))
-                                  for l in range(levels)]) if encoder == 'unet' else None
+        top = levels if encoder == 'unet' else levels - 1          # the deepest encoder level
+        if len(widths) < top + 1:
+            raise DepthnbInputError(f'widths needs {top + 1} entries (levels 0…{top}) for levels={levels}, '
+                                    f'got {len(widths)}')
+        self.encoder, self.max_disp, self.levels = encoder, max_disp, levels
+        self.radius, self.finest, self.multiple = radius, finest, 2 ** top
+        w = list(widths)
+        first = 0 if finest == 0 else 1        # full resolution only when disparity is estimated there
+        def down(l):
+            cin, stride = (w[l - 1] if l > first else 3), (2 if l else 1)
+            return nn.Sequential(_conv(cin, w[l], 3, stride), _conv(w[l], w[l]))
+        self.down = nn.ModuleDict({str(l): down(l) for l in range(first, top + 1)})
+        self.dec = nn.ModuleDict({str(l): nn.Sequential(_conv(w[l + 1] + w[l], w[l]), _conv(w[l], w[l]))
+                                  for l in range(finest, levels)}) if encoder == 'unet' else None
         ncv = 2 * radius + 1
         def estimator(cin):
             chs = [cin, *est_widths]
             convs = [_conv(a, b) for a, b in zip(chs[:-1], chs[1:])]
             return nn.Sequential(*convs, _init_head(nn.Conv2d(chs[-1], 1, 3, 1, 1)))
-        self.est = nn.ModuleList([estimator(ncv + w[l] + (l < levels - 1)) for l in range(levels)])
+        self.est = nn.ModuleDict({str(l): estimator(ncv + w[l] + (l < levels - 1))
+                                  for l in range(finest, levels)})
+        self.sharpness = nn.Parameter(torch.full((levels - finest,), 10.))   # of soft_argmax, per level
 
-    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        "Feature maps at levels 0…levels−1 (level `l` at 1/2^l) of a normalised, padded batch `x`."
-        enc = []
-        for layer in self.down:
+    def features(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
+        "Feature maps of the estimated levels `finest`…levels−1 (`l` at 1/2^l) of a normalised, padded batch."
+        enc = {}
+        for level, layer in self.down.items():
             x = layer(x)
-            enc.append(x)
+            enc[int(level)] = x
         if self.dec is None:
-            return enc
-        y, feats = enc[-1], [None] * self.levels
-        for l in range(self.levels - 1, -1, -1):
+            return {l: enc[l] for l in range(self.finest, self.levels)}
+        y, feats = enc[self.levels], {}
+        for l in range(self.levels - 1, self.finest - 1, -1):
             y = F.interpolate(y, size=enc[l].shape[-2:], mode='bilinear', align_corners=False)
-            y = self.dec[l](torch.cat((y, enc[l]), 1))
+            y = self.dec[str(l)](torch.cat((y, enc[l]), 1))
             feats[l] = y
         return feats
+
+    def estimate(self, level: int, fl: torch.Tensor, fr: torch.Tensor, coarser: torch.Tensor | None,
+                 max_disp: float) -> torch.Tensor:
+        """Disparity (B×1×h×w, px of `level`, in (0, `max_disp`), the range at this level) from the left and
+        right features of `level` and the estimate of the next coarser level (None at the coarsest)."""
+        nl, nr = normalize_features(fl, fr)
+        r, inputs = self.radius, [fl]
+        if coarser is None:                    # coarsest level: no estimate yet, search 0…2r px
+            start, lo = 0., 0
+        else:                                  # −r…r px around the coarser estimate, upsampled
+            start = 2 * F.interpolate(coarser, size=fl.shape[-2:], mode='bilinear', align_corners=False)
+            lo = -r
+            nr, _ = warp_by_disparity(nr, start)
+        cv = correlation_1d(nl, nr, range(lo, lo + 2 * r + 1))
+        offsets = torch.arange(lo, lo + 2 * r + 1, device=cv.device, dtype=cv.dtype)
+        matched = start + soft_argmax(cv, offsets, self.sharpness[level - self.finest])
+        if coarser is not None:
+            inputs.append(matched / max_disp)
+        residual = self.est[str(level)](torch.cat((cv, *inputs), 1))
+        return clamp_straight_through(matched + residual, 1e-3 * max_disp, (1 - 1e-3) * max_disp)
 
     def forward(self, left: torch.Tensor, right: torch.Tensor) -> dict[str, list[torch.Tensor]]:
         check_pair(left, right, 'left', 'right')
         b, size = left.shape[0], left.shape[-2:]
-        max_disp = 0.3 * size[1] if self.max_disp is None else self.max_disp
+        max_disp = default_max_disp(size[1]) if self.max_disp is None else self.max_disp
         feats = self.features(_normalize(pad_to_multiple(torch.cat((left, right)), self.multiple)))
-        r, z, disps = self.radius, None, []
-        for l in range(self.levels - 1, -1, -1):
-            fl, fr, md = feats[l][:b], feats[l][b:], max_disp / 2**l
-            if z is None:   # coarsest level: no estimate yet, search 0…2r px
-                cv = correlation_1d(fl, fr, range(0, 2 * r + 1))
-                z = self.est[l](torch.cat((F.leaky_relu(cv, 0.1), fl), 1))
-            else:
-                z_up = F.interpolate(z, size=fl.shape[-2:], mode='bilinear', align_corners=False)
-                fr_w, _ = warp_by_disparity(fr, torch.sigmoid(z_up) * md)
-                cv = correlation_1d(fl, fr_w, range(-r, r + 1))
-                z = z_up + self.est[l](torch.cat((F.leaky_relu(cv, 0.1), fl, z_up), 1))
-            disps.insert(0, crop_to_scale(torch.sigmoid(z) * md, size, l))
-        return {'disp': disps}
+        disps = {}
+        for l in range(self.levels - 1, self.finest - 1, -1):
+            disps[l] = self.estimate(l, feats[l][:b], feats[l][b:], disps.get(l + 1), max_disp / 2**l)
+        for l in range(self.finest - 1, -1, -1):          # the finer scales: the finest estimate, upsampled
+            disps[l] = 2 * F.interpolate(disps[l + 1], scale_factor=2, mode='bilinear', align_corners=False)
+        return {'disp': [crop_to_scale(disps[l], size, l) for l in range(self.levels)]}
