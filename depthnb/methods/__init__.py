@@ -7,4 +7,7 @@ METHODS = {
     'supervised': 'depthnb.methods.supervised:SupervisedStereo',
     'dfr': 'depthnb.methods.dfr:DFR',
     'lsim': 'depthnb.methods.lsim:LSIM',
+    'reciprocal': 'depthnb.methods.reciprocal:Reciprocal',
+    'coopnet': 'depthnb.methods.coopnet:CoopNet',
+    'sgdepth': 'depthnb.methods.sgdepth:SGDepth',
 }
