@@ -198,11 +198,15 @@ def _reproject(depth: torch.Tensor, T: torch.Tensor, K: torch.Tensor) -> tuple[t
     """Where the pixels of a depth map (B×1×H×W; +inf = at infinity) land after the camera motion `T`
     (B×4×4), with intrinsics `K` (B×3×3, checked): `(coords B×2×H×W, z B×1×H×W)`. A finite depth moves by
     `K (R d K⁻¹ u + t)`; an infinite one by `K R K⁻¹ u`. No host sync (`inv_ex` reports a singular `K`
-    without one), and no NaN for infinite depth, in the values or in the gradients."""
-    at_inf = torch.isposinf(depth)
-    finite = torch.where(at_inf, torch.ones_like(depth), depth)      # the ray K⁻¹ u for points at infinity
-    K_inv = torch.linalg.inv_ex(K).inverse
-    return project(backproject(finite, K_inv), K, T, at_infinity=at_inf)
+    without one), and no NaN for infinite depth, in the values or in the gradients. Computed in at least
+    float32 with autocast off: under AMP, bf16 pixel positions are up to ~2 px off at 192 px wide."""
+    dtype = torch.promote_types(depth.dtype, torch.float32)      # pixel positions in bf16 are pixels off
+    with torch.autocast(depth.device.type, enabled=False):        # so autocast (AMP) stays out of here
+        depth, T, K = depth.to(dtype), T.to(dtype), K.to(dtype)
+        at_inf = torch.isposinf(depth)
+        finite = torch.where(at_inf, torch.ones_like(depth), depth)  # the ray K⁻¹ u for points at infinity
+        K_inv = torch.linalg.inv_ex(K).inverse
+        return project(backproject(finite, K_inv), K, T, at_infinity=at_inf)
 
 def warp_by_pose(img_s: torch.Tensor, depth_t: torch.Tensor, T_t_to_s: torch.Tensor, K: torch.Tensor,
                  mode: str = 'bilinear',

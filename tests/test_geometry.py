@@ -774,3 +774,20 @@ BAD = [
 def test_bad_input(name, call, match):
     with pytest.raises(DepthnbInputError, match=match):
         call()
+
+
+def test_warp_by_pose_positions_are_fp32_under_autocast():
+    """Under AMP (here CPU bf16 autocast) the reprojected pixel positions equal the float32 ones: bf16
+    matmuls would put them pixels off at 192 px wide (CoopNet found 1.8 px)."""
+    import torch
+    from depthnb.geometry import warp_by_pose, pose_vec_to_mat
+    g = torch.Generator().manual_seed(0)
+    img = torch.rand(2, 3, 64, 192, generator=g)
+    depth = 2 + 30 * torch.rand(2, 1, 64, 192, generator=g)
+    T = pose_vec_to_mat(torch.tensor([[0.01, -0.02, 0.005, 0.1, 0.02, 0.9]] * 2))
+    K = torch.tensor([[180., 0, 96], [0, 180., 32], [0, 0, 1]])
+    _, _, coords32 = warp_by_pose(img, depth, T, K)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        _, _, coords_amp = warp_by_pose(img, depth, T, K)
+    assert coords_amp.dtype == torch.float32
+    assert (coords_amp - coords32).abs().max() < 1e-3
