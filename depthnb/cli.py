@@ -16,7 +16,7 @@ from datetime import timedelta
 __all__ = ['TRAIN_DESCRIPTION', 'DATA_HELP', 'DISTRIBUTED_COMMANDS', 'RENDER_GROUP_TIMEOUT', 'WORLDS', 'COMMANDS', 'build_parser',
            'process_rank', 'say', 'quiet_other_ranks', 'error_prefix', 'config_presets', 'train', 'evaluate', 'predict',
            'export', 'render', 'demo', 'data_config', 'replace_data', 'image_pairs', 'check_pairs', 'write_prediction',
-           'main']
+           'adapt', 'main']
 
 # %% ../nbs/60_cli.ipynb #d9571c96
 TRAIN_DESCRIPTION = (
@@ -104,6 +104,30 @@ def _add_predict(commands) -> None:
                    help='accept grey images (repeated over 3 channels; the methods are trained on colour)')
     q.add_argument('--device', default=None)
 
+def _add_adapt(commands) -> None:
+    a = commands.add_parser(
+        'adapt', help='fine-tune a trained stereo run on your own unlabelled pairs',
+        description='Fine-tune the stereo network of RUN on the pairs LEFT, RIGHT (two images, or two '
+                    'folders of PNG/JPEG images paired by name, as for predict) with the self-supervised '
+                    'losses of depthnb.methods.realstereo (occlusion-masked photometric loss of both views, '
+                    'DFR feature reconstruction, smoothness; no ground truth), for at most --steps steps and '
+                    'about --seconds seconds, and write the new run to OUT (depthnb.load reads it). See '
+                    'depthnb.adapt.')
+    a.add_argument('run', help='run folder or checkpoint of a stereo method (dfr, supervised, reciprocal, '
+                               'RealStereo)')
+    a.add_argument('--left', required=True, help='left image or folder of left images')
+    a.add_argument('--right', required=True, help='right image or folder (same names as in LEFT)')
+    a.add_argument('--out', required=True, help='the new run folder')
+    a.add_argument('--steps', type=int, default=2000, help='at most this many steps (default: 2000)')
+    a.add_argument('--seconds', type=float, default=100.,
+                   help='stop after the first step past this many seconds (default: 100)')
+    a.add_argument('--lr', type=float, default=2e-4, help='Adam learning rate (default: 2e-4)')
+    a.add_argument('--size', type=int, nargs=2, default=None, metavar=('H', 'W'),
+                   help="train at this image size (default: the first pair's size)")
+    a.add_argument('--batch-size', type=int, default=2, help='pairs per step (default: 2)')
+    a.add_argument('--grey', action='store_true', help='accept grey images (repeated over 3 channels)')
+    a.add_argument('--device', default=None)
+
 def _add_export(commands) -> None:
     x = commands.add_parser(
         'export', help="export a run's inference network to ONNX",
@@ -145,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='depthnb',
                                      description='Self-supervised stereo and monocular depth estimation.')
     commands = parser.add_subparsers(dest='command', metavar='COMMAND')
-    for add in (_add_demo, _add_train, _add_eval, _add_predict, _add_export, _add_render):
+    for add in (_add_demo, _add_train, _add_eval, _add_predict, _add_adapt, _add_export, _add_render):
         add(commands)
     return parser
 
@@ -501,9 +525,27 @@ def write_prediction(out, name: str, disp, depth=None) -> list:
         written += [stem.with_suffix(s) for s in ('.png', '.npy', '.pfm')]
     return written
 
+# %% ../nbs/60_cli.ipynb #a7d3e111
+def adapt(args) -> str:
+    """`depthnb adapt`: fine-tune RUN on the pairs LEFT, RIGHT into OUT (`depthnb.adapt.adapt`); says how many
+    steps it made and how long it took. Returns OUT."""
+    import json
+    from pathlib import Path
+    from depthnb.adapt import ADAPT_FILE, StereoPairs
+    from depthnb.adapt import adapt as adapt_run
+    size = tuple(args.size) if args.size else None
+    pairs = StereoPairs(args.left, args.right, size, args.grey)           # every pair checked first
+    adapt_run(args.run, args.left, args.right, args.out, steps=args.steps, seconds=args.seconds, lr=args.lr,
+              size=pairs.size, batch_size=min(args.batch_size, len(pairs)), device=args.device,
+              grey=args.grey)
+    record = json.loads((Path(args.out) / ADAPT_FILE).read_text())
+    say(f"adapted {args.run} on {len(pairs)} pair(s) at {pairs.size[0]}×{pairs.size[1]}: {record['steps']} "
+        f"steps in {record['seconds']:.0f} s; run folder: {args.out}")
+    return args.out
+
 # %% ../nbs/60_cli.ipynb #7f6a00ac
-COMMANDS = {'demo': demo, 'train': train, 'eval': evaluate, 'predict': predict, 'export': export,
-            'render': render}
+COMMANDS = {'demo': demo, 'train': train, 'eval': evaluate, 'predict': predict, 'adapt': adapt,
+            'export': export, 'render': render}
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `depthnb` command: the console script, `python -m depthnb` and `torchrun … -m

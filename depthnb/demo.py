@@ -73,6 +73,7 @@ def run_demo(out: str | os.PathLike = 'demo_out', steps: int = 800, size=(64, 19
     import matplotlib
     from depthnb.experiments.dfr import (evaluate_sets, evaluation_sets, experiment_config, regions_table,
                                          render_caches)
+    from depthnb.experiments.real import sgbm_for
     from depthnb.viz import prediction_figure
     from depthnb.warp_check import run_warp_check
     if steps < 1:
@@ -95,9 +96,12 @@ def run_demo(out: str | os.PathLike = 'demo_out', steps: int = 800, size=(64, 19
     method = depthnb.load(run, device)              # the run folder is what a user loads
     sets = evaluation_sets(size, n_eval, out / 'data', motorcycle_factor=motorcycle_factor)
     metrics = evaluate_sets(method, sets)
+    motorcycle_width = sets['motorcycle'][0]['left'].shape[-1]
+    sgbm = evaluate_sets(sgbm_for(motorcycle_width), {'motorcycle': sets['motorcycle']})   # the baseline
     dev = str(next(method.parameters()).device)
     summary = dict(variant=variant, steps=steps, size=list(size), batch_size=batch_size, n_train=n_train,
-                   n_eval=n_eval, device=dev, train_seconds=round(train_s, 1), metrics=metrics)
+                   n_eval=n_eval, device=dev, train_seconds=round(train_s, 1), metrics=metrics,
+                   baselines={'sgbm': sgbm})
     atomic_write(out / 'metrics.json', json.dumps(summary, indent=1) + '\n')
     samples = {k: sets[k][0] for k in ('flying', 'street', 'motorcycle')}
     _save_figure(prediction_figure({variant: method}, samples), out / 'predictions.png')
@@ -105,7 +109,8 @@ def run_demo(out: str | os.PathLike = 'demo_out', steps: int = 800, size=(64, 19
     _save_figure(entropy_figure(method, shown), out / 'entropy.png')
     print(f'\n{variant} DispNet trained for {steps} steps at {size[0]}×{size[1]} on {dev} in {train_s:.0f} s '
           f'(total {time.time() - t0:.0f} s); held-out results:')
-    print(regions_table(metrics))
+    print(regions_table(metrics | {'SGBM (OpenCV)': sgbm['motorcycle']}))
+    print('SGBM (OpenCV): StereoSGBM on the motorcycle pair, its holes filled along the rows')
     print(f'wrote {out}/: run/ (depthnb.load), metrics.json, predictions.png, entropy.png, '
           f'warp_check.png/.json')
     return summary

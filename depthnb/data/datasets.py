@@ -25,9 +25,10 @@ from .io import (read_image, read_pfm, read_kitti_png, read_kitti_flow, kitti_st
 
 # %% auto #0
 __all__ = ['KINDS', 'FT3D_K', 'FOLDER_GT', 'sample_kind', 'SelectKeys', 'DropKeys', 'Resize', 'crop_sample', 'RandomCrop',
-           'flip_stereo', 'flip_mono', 'RandomHorizontalFlip', 'adjust_colour', 'ColorAugment', 'Compose',
-           'available_splits', 'read_split', 'KittiRaw', 'Kitti2015', 'FlyingThings3D', 'Cityscapes', 'Middlebury',
-           'ETH3D', 'RealPair', 'Folder', 'SyntheticStereo', 'SyntheticVideo']
+           'flip_stereo', 'flip_mono', 'RandomHorizontalFlip', 'adjust_colour', 'ColorAugment', 'Compose', 'shift_rows',
+           'VerticalMisalign', 'jpeg_roundtrip', 'JpegArtefacts', 'available_splits', 'read_split', 'KittiRaw',
+           'Kitti2015', 'FlyingThings3D', 'Cityscapes', 'Middlebury', 'ETH3D', 'RealPair', 'Folder', 'SyntheticStereo',
+           'SyntheticVideo']
 
 # %% ../../nbs/12_data_datasets.ipynb #2b7be5bb
 from .synthetic import SyntheticStereo, SyntheticVideo   # the built-in worlds, same schema
@@ -439,6 +440,103 @@ class Compose:
         for t in self.transforms:
             sample = t(sample)
         return sample
+
+# %% ../../nbs/12_data_datasets.ipynb #c4a1e7d1
+def _network_inputs(sample: dict) -> dict[str, torch.Tensor]:
+    """The network-input copy of each raw image of `sample` (`left`, `right`, `left_prev`, …), keyed `*_aug`:
+    the sample's own `*_aug` image when an earlier augmentation wrote one, else a copy of the raw image."""
+    inputs = {}
+    for k, v in sample.items():
+        if _IMAGE_RE.match(k) and not k.endswith('_aug') and isinstance(v, torch.Tensor):
+            inputs[k + '_aug'] = sample[k + '_aug'] if k + '_aug' in sample else v.clone()
+    return inputs
+
+def shift_rows(img: torch.Tensor, dy: float) -> torch.Tensor:
+    """`img` (C×H×W) sampled at rows `y + dy` (linear between rows, edge rows repeated past the border): the
+    picture moved up by `dy` px (down for `dy` < 0), sub-pixel."""
+    h = img.shape[-2]
+    y = (torch.arange(h, dtype=torch.float64) + float(dy)).clamp(0, h - 1)
+    y0 = y.floor().long()
+    y1 = (y0 + 1).clamp(max=h - 1)
+    a = (y - y0).to(img.dtype).to(img.device)[:, None]
+    return img[..., y0, :] * (1 - a) + img[..., y1, :] * a
+
+class VerticalMisalign(_RandomTransform):
+    """Imperfect rectification: the network-input copies of the right views (`right_aug`, `right_prev_aug`,
+    …) shifted `dy` px vertically (`shift_rows`), `dy` uniform in `[−max_shift, max_shift]`, one draw per
+    sample, with probability `p`. Raw images, left views and labels are left as they are."""
+    def __init__(self, max_shift: float = 0.5, p: float = 1.0, generator: torch.Generator | None = None,
+                 seed: int = 0):
+        super().__init__(generator, seed)
+        if not 0 <= max_shift <= 4:
+            raise DepthnbInputError(f'VerticalMisalign: max_shift must lie in [0, 4] px, got {max_shift}')
+        if not 0 <= p <= 1:
+            raise DepthnbInputError(f'VerticalMisalign: p must lie in [0, 1], got {p}')
+        self.max_shift = max_shift
+        self.p = p
+
+    def __repr__(self):
+        return f'VerticalMisalign(max_shift={self.max_shift}, p={self.p})'
+
+    def draw(self) -> float:
+        "The vertical offset `dy` (px) of this sample's right views (0: none this time); always two numbers."
+        u = self._uniform()
+        dy = self._uniform(-self.max_shift, self.max_shift)
+        return dy if u < self.p else 0.
+
+    def __call__(self, sample: dict) -> dict:
+        dy = self.draw()
+        out = dict(sample)
+        for k, v in _network_inputs(sample).items():
+            out[k] = shift_rows(v, dy) if k.startswith('right') and dy != 0 else v
+        return out
+
+def jpeg_roundtrip(img: torch.Tensor, quality: int) -> torch.Tensor:
+    """`img` (3×H×W in [0, 1]) encoded as a JPEG of `quality` (1–100) by OpenCV and decoded again (8-bit):
+    the blocks, ringing and subsampled colour of a compressed camera stream."""
+    import cv2
+    if img.ndim != 3 or img.shape[0] != 3:
+        raise DepthnbInputError(f'jpeg_roundtrip: expected a 3×H×W image, got shape {tuple(img.shape)}')
+    rgb = (img.detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    ok, data = cv2.imencode('.jpg', bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise RuntimeError(f'OpenCV could not encode a {tuple(img.shape)} image as JPEG')
+    decoded = cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1]
+    out = torch.from_numpy(np.ascontiguousarray(decoded)).permute(2, 0, 1)
+    return out.to(img.device, img.dtype) / 255
+
+class JpegArtefacts(_RandomTransform):
+    """JPEG compression of the network-input copies of every view (`*_aug`, `jpeg_roundtrip`) at one quality
+    per sample, an integer uniform in `quality` = (lo, hi), with probability `p`. Raw images and labels are
+    left as they are."""
+    def __init__(self, quality: tuple[int, int] = (30, 95), p: float = 1.0,
+                 generator: torch.Generator | None = None, seed: int = 0):
+        super().__init__(generator, seed)
+        lo, hi = quality
+        if not (isinstance(lo, int) and isinstance(hi, int) and 1 <= lo <= hi <= 100):
+            raise DepthnbInputError(f'JpegArtefacts: quality must be (lo, hi) ints with 1 ≤ lo ≤ hi ≤ 100, '
+                                    f'got {quality!r}')
+        if not 0 <= p <= 1:
+            raise DepthnbInputError(f'JpegArtefacts: p must lie in [0, 1], got {p}')
+        self.quality = (lo, hi)
+        self.p = p
+
+    def __repr__(self):
+        return f'JpegArtefacts(quality={self.quality}, p={self.p})'
+
+    def draw(self) -> int | None:
+        "This sample's JPEG quality (None: no compression this time); always two numbers."
+        u = self._uniform()
+        quality = int(torch.randint(self.quality[0], self.quality[1] + 1, (), generator=self._gen()))
+        return quality if u < self.p else None
+
+    def __call__(self, sample: dict) -> dict:
+        quality = self.draw()
+        out = dict(sample)
+        for k, v in _network_inputs(sample).items():
+            out[k] = jpeg_roundtrip(v, quality) if quality is not None else v
+        return out
 
 # %% ../../nbs/12_data_datasets.ipynb #299d3ac9
 def _splits_dir():

@@ -27,13 +27,14 @@ from ..core import DepthnbInputError, atomic_write, get_device
 from ..geometry import pose_vec_to_mat, pixel_grid
 
 # %% auto #0
-__all__ = ['BOX', 'SPHERE', 'CYLINDER', 'PLANE', 'SEMANTIC', 'IGNORE', 'TEXTURES', 'CAM_HEIGHT', 'WORLDS', 'CACHE_VERSION',
-           'META_FILE', 'RENDERING_FILE', 'RENDER_TIMEOUT_S', 'Scene', 'instance_poses', 'camera_pose',
-           'posed_primitives', 'intersect', 'bounding_radius', 'cast', 'surface', 'texture_atlas', 'sample_texture',
-           'RenderOptions', 'intrinsics', 'render_view', 'camera_effects', 'render_sample', 'SceneBuilder',
-           'make_street', 'make_flying', 'World', 'Street', 'FlyingObjects', 'make_world', 'sample_file',
-           'cache_description', 'read_cache_meta', 'check_cache_files', 'write_cache', 'CachedWorld', 'SyntheticStereo',
-           'SyntheticVideo']
+__all__ = ['BOX', 'SPHERE', 'CYLINDER', 'PLANE', 'SEMANTIC', 'IGNORE', 'TEXTURES', 'CAM_HEIGHT', 'TRAFFIC_RATES', 'PATTERNS',
+           'WORLDS', 'CACHE_VERSION', 'META_FILE', 'RENDERING_FILE', 'RENDER_TIMEOUT_S', 'Scene', 'instance_poses',
+           'camera_pose', 'posed_primitives', 'intersect', 'bounding_radius', 'cast', 'surface', 'texture_atlas',
+           'mip_atlas', 'sample_texture', 'RenderOptions', 'intrinsics', 'render_view', 'camera_effects',
+           'render_sample', 'SceneBuilder', 'add_traffic', 'make_street', 'make_flying', 'World', 'Street',
+           'FlyingObjects', 'Realism', 'as_realism', 'apply_realism', 'pattern_atlas', 'defocus_blur', 'focus_lens',
+           'defocus_sigma', 'make_world', 'sample_file', 'cache_description', 'read_cache_meta', 'check_cache_files',
+           'write_cache', 'CachedWorld', 'SyntheticStereo', 'SyntheticVideo']
 
 # %% ../../nbs/11_data_synthetic.ipynb #46bd9fc6
 BOX, SPHERE, CYLINDER, PLANE = 0, 1, 2, 3
@@ -63,6 +64,8 @@ class Scene:
     cam_v: torch.Tensor      # 3      camera translation per frame
     cam_w: torch.Tensor      # 3      camera rotation per frame (axis-angle, world frame)
     light: dict = field(default_factory=dict)  # sun direction and colour, ambient, sky colours, road markings
+    tex_offset: torch.Tensor | None = None     # P×2 texture offset in repeats (None: 0; `Realism`)
+    tex_contrast: torch.Tensor | None = None   # P   texture contrast about mid-grey (None: 1; the same)
 
     def to(self, device) -> 'Scene':
         tensors = {k: v.to(device) for k, v in self.__dict__.items() if isinstance(v, torch.Tensor)}
@@ -314,13 +317,16 @@ def texture_atlas(device: str = 'cpu') -> tuple[torch.Tensor, ...]:
         cells=fit(data.immunohistochemistry()),
         coins=fit(data.coins()),
         hubble=np.clip(fit(data.hubble_deep_field()) * 1.5 + 0.1, 0, 1))
-    cols = 6
-    rows = math.ceil(len(TEXTURES) / cols)
+    return mip_atlas([tiles[name] for name in TEXTURES])
+
+def mip_atlas(tiles: list[np.ndarray], cols: int = 6) -> tuple[torch.Tensor, ...]:
+    "S×S×3 tiles (S = 256) laid out `cols` to a row, as a mip pyramid: the format `sample_texture` reads."
+    rows = math.ceil(len(tiles) / cols)
     atlas = torch.zeros(3, rows * _TILE, cols * _TILE)
-    for k, name in enumerate(TEXTURES):
+    for k, tile in enumerate(tiles):
         r, c = divmod(k, cols)
         rows_of_tile, cols_of_tile = slice(r * _TILE, (r + 1) * _TILE), slice(c * _TILE, (c + 1) * _TILE)
-        atlas[:, rows_of_tile, cols_of_tile] = torch.from_numpy(tiles[name]).permute(2, 0, 1)
+        atlas[:, rows_of_tile, cols_of_tile] = torch.from_numpy(tile).permute(2, 0, 1)
     levels = [atlas]
     while levels[-1].shape[-1] // cols > 8:
         levels.append(F.avg_pool2d(levels[-1][None], 2)[0])
@@ -348,6 +354,18 @@ def sample_texture(pyramid: tuple, tile: torch.Tensor, uv: torch.Tensor, level: 
         grid = torch.stack((px / (ww - 1) * 2 - 1, py / (hh - 1) * 2 - 1), -1)[None, None]
         val = F.grid_sample(tex[None].to(uv.dtype), grid, mode='bilinear', align_corners=True)[0, :, 0].T
         out += w[:, None] * val
+    return out
+
+def _textures(tile: torch.Tensor, uv: torch.Tensor, level: torch.Tensor, device) -> torch.Tensor:
+    """`sample_texture` of the photographs (`TEXTURES`, tiles 0…) and, from tile `len(TEXTURES)` on, of the
+    procedural `PATTERNS` (`Realism.patterns`) → N×3 colours."""
+    photo = tile < len(TEXTURES)
+    if bool(photo.all()):
+        return sample_texture(texture_atlas(str(device)), tile, uv, level)
+    out = torch.empty(tile.shape[0], 3, device=uv.device, dtype=uv.dtype)
+    out[photo] = sample_texture(texture_atlas(str(device)), tile[photo], uv[photo], level[photo])
+    out[~photo] = sample_texture(pattern_atlas(str(device)), tile[~photo] - len(TEXTURES), uv[~photo],
+                                 level[~photo])
     return out
 
 # %% ../../nbs/11_data_synthetic.ipynb #14883672
@@ -399,8 +417,12 @@ def render_view(scene: Scene, prims: tuple, K: torch.Tensor, size: tuple[int, in
             cos = (n[textured] * dn[hit][textured]).sum(1).abs().clamp(min=0.05)
             texels = t[hit][textured] / f / scale * _TILE / cos.sqrt()          # texels per pixel
             level = torch.log2(texels.clamp(min=1))
-            atlas = texture_atlas(str(K.device))
-            texture = sample_texture(atlas, tex[textured], uv[textured] / scale[:, None], level)
+            uv_textured = uv[textured] / scale[:, None]
+            if scene.tex_offset is not None:                                  # `Realism.texture_jitter`
+                uv_textured = uv_textured + scene.tex_offset[hi][textured]
+            texture = _textures(tex[textured], uv_textured, level, K.device)
+            if scene.tex_contrast is not None:
+                texture = (0.5 + scene.tex_contrast[hi][textured][:, None] * (texture - 0.5)).clamp(0, 1)
             albedo[textured] = tint[textured] * texture
         if 'markings' in L:                                                 # lane markings on the road plane
             hw = L['markings']
@@ -432,11 +454,13 @@ def _generator(*key) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(h[:8], 'little') & ((1 << 63) - 1))
 
 def camera_effects(rgb: torch.Tensor, size, opts: RenderOptions, gain: torch.Tensor, vignette: float,
-                   gen: torch.Generator) -> torch.Tensor:
-    """Exposure gain (3,), vignetting, noise and 8-bit quantisation of linear radiance (N×3) → 3×H×W image in
-    [0, 1]."""
+                   gen: torch.Generator, blur: torch.Tensor | None = None) -> torch.Tensor:
+    """Defocus (`blur`: σ px per pixel, N; `Realism.defocus`), exposure gain (3,), vignetting, noise and 8-bit
+    quantisation of linear radiance (N×3) → 3×H×W image in [0, 1]."""
     h, w = size
     img = rgb.T.reshape(3, h, w)
+    if blur is not None:
+        img = defocus_blur(img, blur.reshape(h, w))
     if opts.exposure:
         img = img * gain[:, None, None]
     if opts.vignetting:
@@ -496,8 +520,9 @@ def render_sample(scene: Scene, K: torch.Tensor, size: tuple[int, int], baseline
         cam[:3, 3] = cam[:3, 3] + cam[:3, 0] * b
         return cam
     def image(view, gain, *k):
+        blur = None if lens is None else defocus_sigma(f * baseline / view['depth'], lens)
         return camera_effects(view['rgb'], size, opts, gain.to(dev), effects['vignette'],
-                              _generator(*key, *k))
+                              _generator(*key, *k), blur)
     img = lambda v: v.reshape(-1, h, w)
     p0, cam0 = prims_at(0.), camera_pose(scene, 0.)
     camR = offset(cam0, baseline)
@@ -508,6 +533,7 @@ def render_sample(scene: Scene, K: torch.Tensor, size: tuple[int, int], baseline
     for side, view in (('l', L), ('r', Rv)):
         hit = view['idx'] >= 0
         disp[side] = torch.where(hit, f * baseline / view['depth'], torch.zeros_like(view['depth']))
+    lens = focus_lens(disp['l'], effects['defocus']) if 'defocus' in effects else None
     out = dict(left=image(L, effects['gain_l'], 0, 0), right=image(Rv, effects['gain_r'], 0, 1),
                disp_l=img(disp['l']), disp_r=img(disp['r']),
                depth_l=img(L['depth']), depth_r=img(Rv['depth']),
@@ -617,8 +643,60 @@ def _add_person(b: SceneBuilder, rng, c, v=(0, 0, 0)):
     skin = (0.85, 0.65, 0.5)
     b.add(SPHERE, (0, -1.62, 0), (0.12, 0.12, 0.12), SEMANTIC['person'], -1, skin, 1., 0.1, inst=inst)
 
-def make_street(rng: np.random.Generator, style: str = 'kitti') -> Scene:
-    "A random street scene (see the text); `rng` decides everything."
+def _is_free(b: SceneBuilder, x: float, z: float, gap_x: float, gap_z: float) -> bool:
+    "Whether no instance of `b` stands within `gap_x` m across and `gap_z` m along the road of (x, z)."
+    for c, _, _, _ in b.insts[1:]:
+        if abs(c[0] - x) < gap_x and abs(c[2] - z) < gap_z:
+            return False
+    return True
+
+def _free_spot(b: SceneBuilder, rng, x_range, z_range, gap_x: float, gap_z: float, tries: int = 8):
+    "A free (x, z) drawn uniformly from the ranges (`_is_free`), or None after `tries` draws."
+    for _ in range(tries):
+        x, z = rng.uniform(*x_range), rng.uniform(*z_range)
+        if _is_free(b, x, z, gap_x, gap_z):
+            return x, z
+    return None
+
+TRAFFIC_RATES = dict(ahead=1.0, oncoming=1.0, walking=1.5, crossing=0.5)   # per unit of traffic − 1
+
+def add_traffic(b: SceneBuilder, rng: np.random.Generator, traffic: float, hw: float, sw: float,
+                speed: float) -> None:
+    """Denser traffic for `Street(traffic=…)`: with k = `traffic` − 1, Poisson(k·rate) more of each kind of
+    `TRAFFIC_RATES` — cars driving ahead in our lane (6–35 m, at 0.7–1.3× the camera's `speed`), oncoming
+    cars in the other lane (6–40 m), people walking along each pavement (4–25 m) and people crossing the road
+    (6–25 m) — nearer than the default street's, each on a free spot (no other instance within a car's
+    length). `hw`, `sw`: road half width and pavement width (m)."""
+    k = traffic - 1
+    g = CAM_HEIGHT
+    counts = {kind: rng.poisson(rate * k) for kind, rate in TRAFFIC_RATES.items()}
+    for _ in range(counts['ahead']):
+        spot = _free_spot(b, rng, (hw / 2 - 0.2, hw / 2 + 0.2), (6, 35), 1.5, 6.0)
+        if spot is not None:
+            _add_car(b, rng, (spot[0], g, spot[1]), rng.uniform(-0.03, 0.03),
+                     v=(0, 0, speed * rng.uniform(0.7, 1.3)))
+    for _ in range(counts['oncoming']):
+        spot = _free_spot(b, rng, (-hw / 2 - 0.2, -hw / 2 + 0.2), (6, 40), 1.5, 6.0)
+        if spot is not None:
+            _add_car(b, rng, (spot[0], g, spot[1]), np.pi + rng.uniform(-0.03, 0.03),
+                     v=(0, 0, -rng.uniform(0.6, 1.4)))
+    for side in (-1, 1):
+        for _ in range(rng.poisson(TRAFFIC_RATES['walking'] * k)):
+            pavement = sorted((side * (hw + 0.6), side * (hw + sw - 0.6)))
+            spot = _free_spot(b, rng, pavement, (4, 25), 0.6, 0.8)
+            if spot is not None:
+                walk = (0, 0, rng.choice([-1, 1]) * rng.uniform(0.08, 0.16))
+                _add_person(b, rng, (spot[0], g - 0.15, spot[1]), v=walk)
+    for _ in range(counts['crossing']):
+        spot = _free_spot(b, rng, (-hw + 0.4, hw - 0.4), (6, 25), 1.5, 3.5)
+        if spot is not None:
+            across = (rng.choice([-1, 1]) * rng.uniform(0.08, 0.16), 0, 0)
+            _add_person(b, rng, (spot[0], g, spot[1]), v=across)
+
+def make_street(rng: np.random.Generator, style: str = 'kitti', traffic: float = 1.0) -> Scene:
+    """A random street scene (see the text); `rng` decides everything. `traffic` > 1 adds moving cars and
+    walking people (`add_traffic`) from a generator spawned off `rng`, so the rest of the scene is the one of
+    `traffic=1`."""
     city = style == 'city'
     b = SceneBuilder()
     g = CAM_HEIGHT
@@ -696,6 +774,8 @@ def make_street(rng: np.random.Generator, style: str = 'kitti') -> Scene:
     for _ in range(rng.integers(0, 3)):
         _add_car(b, rng, (-hw / 2 + rng.uniform(-0.2, 0.2), g, rng.uniform(8, 70)),
                  np.pi + rng.uniform(-0.03, 0.03), v=(0, 0, -rng.uniform(0.6, 1.4)))
+    if traffic != 1:
+        add_traffic(b, rng.spawn(1)[0], traffic, hw, sw, speed)   # the parent stream is left untouched
     yaw0, pitch = rng.uniform(-0.03, 0.03), rng.uniform(-0.02, 0.02)
     cam_R = _rot(torch.tensor([0., yaw0, 0.])) @ _rot(torch.tensor([pitch, 0., 0.]))
     light = _light(rng, style)
@@ -707,28 +787,41 @@ def make_street(rng: np.random.Generator, style: str = 'kitti') -> Scene:
 _PHOTOS = ('astronaut', 'coffee', 'chelsea', 'rocket', 'camera', 'text', 'cells', 'coins', 'hubble', 'brick',
            'grass', 'concrete', 'bark', 'leaves', 'windows')
 
-def make_flying(rng: np.random.Generator, K: torch.Tensor, size: tuple[int, int]) -> Scene:
-    "A random flying-objects scene seen by a camera with intrinsics `K` at `size`."
+def _add_flying_object(b: SceneBuilder, rng: np.random.Generator, K: torch.Tensor, Kinv: np.ndarray,
+                       size: tuple[int, int]) -> None:
+    "One textured box, sphere or cylinder at a random depth and place in the view, moving at random."
     h, w = size
+    z = 1 / rng.uniform(1 / 40, 1 / 2)
+    u, v = rng.uniform(-0.1 * w, 1.1 * w), rng.uniform(-0.1 * h, 1.1 * h)
+    c = z * Kinv @ np.array([u, v, 1.])
+    extent = z * w / K[0, 0].item() * rng.uniform(0.04, 0.16)            # a fraction of the view width
+    kind = rng.choice([BOX, SPHERE, CYLINDER])
+    sz = extent * (rng.uniform(0.3, 1.0, 3) if kind == BOX else np.array([1., rng.uniform(0.5, 2.0), 1.]))
+    if kind == SPHERE:
+        sz = np.full(3, extent)
+    inst = b.instance(c, _rot(torch.tensor(rng.normal(0, 1.5, 3))).numpy(),
+                      v=rng.normal(0, 0.015, 3) * z, w=rng.normal(0, 0.04, 3))
+    b.add(kind, (0, 0, 0), sz, IGNORE, _PHOTOS[rng.integers(len(_PHOTOS))], rng.uniform(0.6, 1.2, 3),
+          extent * rng.uniform(0.8, 3), rng.uniform(0, 0.5), inst=inst)
+
+def make_flying(rng: np.random.Generator, K: torch.Tensor, size: tuple[int, int],
+                clutter: float = 1.) -> Scene:
+    """A random flying-objects scene seen by a camera with intrinsics `K` at `size`; `clutter` > 1 adds
+    (clutter − 1) × as many objects, drawn from a generator spawned from `rng` (`Realism.clutter`)."""
     b = SceneBuilder()
     Kinv = torch.linalg.inv(K.cpu().double()).numpy()
     zb = rng.uniform(45, 80)
     tilt = _rot(torch.tensor([np.pi / 2 + rng.uniform(-0.3, 0.3), rng.uniform(-0.4, 0.4), 0.])).numpy()
     b.add(PLANE, (0, 0, zb), (0, 0, 0), IGNORE, _PHOTOS[rng.integers(len(_PHOTOS))], rng.uniform(0.6, 1.1, 3),
           rng.uniform(6, 20), R=tilt)
-    for _ in range(rng.integers(12, 29)):
-        z = 1 / rng.uniform(1 / 40, 1 / 2)
-        u, v = rng.uniform(-0.1 * w, 1.1 * w), rng.uniform(-0.1 * h, 1.1 * h)
-        c = z * Kinv @ np.array([u, v, 1.])
-        extent = z * w / K[0, 0].item() * rng.uniform(0.04, 0.16)            # a fraction of the view width
-        kind = rng.choice([BOX, SPHERE, CYLINDER])
-        sz = extent * (rng.uniform(0.3, 1.0, 3) if kind == BOX else np.array([1., rng.uniform(0.5, 2.0), 1.]))
-        if kind == SPHERE:
-            sz = np.full(3, extent)
-        inst = b.instance(c, _rot(torch.tensor(rng.normal(0, 1.5, 3))).numpy(),
-                          v=rng.normal(0, 0.015, 3) * z, w=rng.normal(0, 0.04, 3))
-        b.add(kind, (0, 0, 0), sz, IGNORE, _PHOTOS[rng.integers(len(_PHOTOS))], rng.uniform(0.6, 1.2, 3),
-              extent * rng.uniform(0.8, 3), rng.uniform(0, 0.5), inst=inst)
+    count = rng.integers(12, 29)
+    for _ in range(count):
+        _add_flying_object(b, rng, K, Kinv, size)
+    extra = round((clutter - 1) * count)
+    if extra:
+        more = rng.spawn(1)[0]                  # the scene's own draws stay as they are
+        for _ in range(extra):
+            _add_flying_object(b, more, K, Kinv, size)
     light = _light(rng, 'kitti')
     light['ambient'] = light['ambient'] * 1.3
     return b.build((0., 0., 0.), torch.eye(3), rng.normal(0, 0.04, 3), rng.normal(0, 0.004, 3), light)
@@ -743,7 +836,7 @@ class World(torch.utils.data.Dataset):
 
     def __init__(self, seed: int = 0, size: tuple[int, int] = (128, 384), video: bool = False,
                  n: int = 10_000, noise: bool = True, exposure: bool = True, vignetting: bool = True,
-                 specular: bool = True, shadows: bool = True, device=None):
+                 specular: bool = True, shadows: bool = True, device=None, realism=None):
         if len(tuple(size)) != 2 or min(size) < 8 or any(int(s) != s for s in size):
             raise DepthnbInputError(f'size must be (H, W) with integers ≥ 8, got {size!r}')
         if int(n) < 1:
@@ -754,12 +847,14 @@ class World(torch.utils.data.Dataset):
         self.n = int(n)
         self.opts = RenderOptions(noise, exposure, vignetting, specular, shadows)
         self.device = torch.device('cpu') if device is None else get_device(device)
+        self.realism = None if realism is None else as_realism(realism)   # None: the world as it always was
 
     def __len__(self) -> int:
         return self.n
     def __repr__(self) -> str:
+        realism = '' if self.realism is None else f', {self.realism}'
         return (f'{type(self).__name__}(seed={self.seed}, size={self.size}, video={self.video}, n={self.n}, '
-                f'{self.opts})')
+                f'{self.opts}{realism})')
 
     @property
     def K(self) -> torch.Tensor:
@@ -779,13 +874,17 @@ class World(torch.utils.data.Dataset):
             gain_l=torch.tensor(rng.uniform(0.9, 1.1) * rng.uniform(0.97, 1.03, 3), dtype=torch.float32),
             gain_r=torch.tensor(rng.uniform(0.85, 1.15) * rng.uniform(0.96, 1.04, 3), dtype=torch.float32),
             vignette=float(rng.uniform(0.1, 0.35)))
+        if self.realism is not None:
+            draws = np.random.default_rng([self.code, self.seed, int(i), 1])
+            scene, effects = apply_realism(scene, effects, draws, self.realism, self.baseline)
         return scene, effects
 
     def __getitem__(self, i: int) -> dict:
         if not isinstance(i, (int, np.integer)) or not 0 <= i < self.n:
             raise IndexError(f'{type(self).__name__} index {i!r} out of range [0, {self.n})')
         scene, effects = self.scene(i)
-        s = render_sample(scene, self.K, self.size, self.baseline, self.opts, (self.code, self.seed, i),
+        baseline = effects.get('baseline', self.baseline)          # `Realism.disparity_scale`
+        s = render_sample(scene, self.K, self.size, baseline, self.opts, (self.code, self.seed, i),
                           self.video, self.sky_semantic, effects)
         s['name'] = f'{self.name}-{self.seed}-{int(i):06d}'
         return s
@@ -804,18 +903,28 @@ class World(torch.utils.data.Dataset):
         return torch.stack(out)
 
 class Street(World):
-    "The KITTI-like target domain (`style='kitti'`) or its Cityscapes-like variant (`style='city'`)."
+    """The KITTI-like target domain (`style='kitti'`) or its Cityscapes-like variant (`style='city'`).
+    `traffic` ≥ 1: 1 is the default street; above 1, more moving cars and walking people, nearer
+    (`add_traffic`), in otherwise the same scenes."""
     name, code, focal_ratio, baseline = 'street', 1, 0.58, 0.54
-    def __init__(self, seed: int = 0, size=(128, 384), style: str = 'kitti', **kw):
+    def __init__(self, seed: int = 0, size=(128, 384), style: str = 'kitti', traffic: float = 1.0, **kw):
         if style not in ('kitti', 'city'):
             raise DepthnbInputError(f"style must be 'kitti' or 'city', got {style!r}")
+        is_number = isinstance(traffic, (int, float)) and not isinstance(traffic, bool)
+        if not (is_number and math.isfinite(traffic) and traffic >= 1):
+            raise DepthnbInputError(f'traffic must be a number ≥ 1 (1: the default street), got {traffic!r}')
         super().__init__(seed, size, **kw)
         self.style = style
+        self.traffic = float(traffic)
         if style == 'city':
             self.name, self.code = 'street-city', 2
 
+    def __repr__(self) -> str:
+        text = super().__repr__()
+        return text if self.traffic == 1 else f'{text[:-1]}, traffic={self.traffic:g})'
+
     def make_scene(self, rng):
-        return make_street(rng, self.style)
+        return make_street(rng, self.style, self.traffic)
 
 class FlyingObjects(World):
     "The FlyingThings3D-like labelled source domain."
@@ -823,7 +932,171 @@ class FlyingObjects(World):
     sky_semantic = IGNORE
 
     def make_scene(self, rng):
-        return make_flying(rng, self.K, self.size)
+        return make_flying(rng, self.K, self.size, 1. if self.realism is None else self.realism.clutter)
+
+# %% ../../nbs/11_data_synthetic.ipynb #e1a0c002
+@dataclass(frozen=True)
+class Realism:
+    """What brings a world closer to real cameras (`World(realism=…)`; all off by default, and then the world
+    renders exactly as before):
+    - `disparity_scale` (lo, hi): per scene, the stereo baseline × a log-uniform factor in [lo, hi];
+    - `texture_jitter`: per primitive, a random crop (uv offset), scale (× 2^U(−1, 1)) and contrast (× 2^U(0,
+      1.5) about mid-grey) of its texture and a colour shift (its tint × U(0.6, 1.4) per channel);
+    - `patterns`: the probability that a textured primitive shows a procedural pattern (`PATTERNS`) instead;
+    - `defocus`: the largest defocus blur, a Gaussian σ in px at the rendered size. Per scene a focus
+      (the disparity at a random quantile of the left view) and a strength; a pixel of disparity d is blurred
+      by σ ∝ |d − d_focus| (a thin lens: the circle of confusion is proportional to the difference of inverse
+      depths), the largest σ in the scene being the strength × `defocus`;
+    - `clutter` (≥ 1): FlyingObjects renders `clutter` × as many objects.
+    The draws come from a generator spawned from the scene's own (`numpy.random.Generator.spawn`): every
+    option is deterministic by seed, and each option's draws are the same whichever others are on."""
+    disparity_scale: tuple[float, float] = (1., 1.)
+    texture_jitter: bool = False
+    patterns: float = 0.
+    defocus: float = 0.
+    clutter: float = 1.
+
+    def __post_init__(self):
+        lo, hi = self.disparity_scale
+        if not 0 < lo <= hi:
+            raise DepthnbInputError(f'Realism: disparity_scale must be (lo, hi) with 0 < lo ≤ hi, got '
+                                    f'{self.disparity_scale!r}')
+        if not 0 <= self.patterns <= 1:
+            raise DepthnbInputError(f'Realism: patterns is a probability in [0, 1], got {self.patterns!r}')
+        if not 0 <= self.defocus <= 8:
+            raise DepthnbInputError(f'Realism: defocus must lie in [0, 8] px, got {self.defocus!r}')
+        if not 1 <= self.clutter <= 4:
+            raise DepthnbInputError(f'Realism: clutter must lie in [1, 4], got {self.clutter!r}')
+
+def as_realism(value) -> Realism | None:
+    """`Realism` from a `Realism`, a dict of its fields (config data) or None; None when it is the default
+    (nothing to change)."""
+    if value is None or isinstance(value, Realism):
+        realism = value
+    elif isinstance(value, dict):
+        unknown = set(value) - set(Realism.__dataclass_fields__)
+        if unknown:
+            raise DepthnbInputError(f'realism: unknown options {sorted(unknown)}; '
+                                    f'choose from {list(Realism.__dataclass_fields__)}')
+        fields = dict(value)
+        if 'disparity_scale' in fields:
+            fields['disparity_scale'] = tuple(float(x) for x in fields['disparity_scale'])
+        realism = Realism(**fields)
+    else:
+        raise DepthnbInputError(f'realism must be a Realism, a dict or None, got {type(value).__name__}')
+    return None if realism == Realism() else realism
+
+def apply_realism(scene: Scene, effects: dict, rng: np.random.Generator, realism: Realism,
+                  baseline: float) -> tuple[Scene, dict]:
+    """`scene` and its camera `effects` with `realism`'s per-scene and per-primitive draws (from `rng`):
+    texture tiles, offsets, scales and tints; `effects['baseline']` (the world's `baseline` × the disparity
+    factor) and `effects['defocus']` (focus quantile, strength, largest σ)."""
+    p = len(scene.tex)
+    lo, hi = realism.disparity_scale
+    factor = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+    pattern_on, pattern = rng.random(p) < realism.patterns, rng.integers(len(PATTERNS), size=p)
+    offset, zoom, shift = rng.random((p, 2)) * 2, 2 ** rng.uniform(-1, 1, p), rng.uniform(0.6, 1.4, (p, 3))
+    focus, strength = rng.uniform(0, 1), rng.uniform(0, 1)
+    contrast = 2 ** rng.uniform(0, 1.5, p)
+    effects = dict(effects, baseline=baseline * factor)
+    if realism.defocus > 0:
+        effects['defocus'] = dict(focus=focus, strength=strength, max_sigma=realism.defocus)
+    tex = scene.tex
+    if realism.patterns > 0:
+        swap = torch.from_numpy(pattern_on).to(tex.device) & (tex >= 0)
+        tex = torch.where(swap, len(TEXTURES) + torch.from_numpy(pattern).to(tex), tex)
+    if not realism.texture_jitter:
+        return replace(scene, tex=tex), effects
+    as_float = lambda a: torch.from_numpy(a).to(scene.color.device, torch.float32)
+    color = (scene.color * as_float(shift)).clamp(0.02, 1.5)
+    scale = scene.tex_scale * as_float(zoom)
+    jittered = replace(scene, tex=tex, tex_offset=as_float(offset), tex_scale=scale,
+                       tex_contrast=as_float(contrast), color=color)
+    return jittered, effects
+
+# %% ../../nbs/11_data_synthetic.ipynb #e1a0c003
+PATTERNS = ('checker', 'stripes', 'dots', 'grain', 'blotches', 'rectangles', 'lines', 'plain')
+
+def _pattern_tiles(rng: np.random.Generator) -> list[np.ndarray]:
+    "The `PATTERNS` as S×S×3 float32 tiles in [0, 1], two random colours each (S = 256)."
+    y, x = np.mgrid[0:_TILE, 0:_TILE].astype(np.float32)
+    tiles = []
+    for name in PATTERNS:
+        a, b = rng.uniform(0, 1, 3).astype(np.float32), rng.uniform(0, 1, 3).astype(np.float32)
+        if name == 'checker':
+            mask = ((x // 32 + y // 32) % 2).astype(np.float32)
+        elif name == 'stripes':
+            angle = rng.uniform(0, np.pi)
+            mask = (np.sin((x * np.cos(angle) + y * np.sin(angle)) * 2 * np.pi / 24) > 0).astype(np.float32)
+        elif name == 'dots':
+            mask = (((x % 32) - 16) ** 2 + ((y % 32) - 16) ** 2 < 81).astype(np.float32)
+        elif name == 'grain':
+            mask = rng.random((_TILE, _TILE)).astype(np.float32)
+        elif name == 'blotches':
+            mask = _fractal_noise(rng, _TILE, 3)
+        elif name == 'rectangles':
+            mask = np.zeros((_TILE, _TILE), np.float32)
+            for _ in range(40):
+                x0, y0 = rng.integers(0, _TILE, 2)
+                w, h = rng.integers(8, 64, 2)
+                mask[y0:y0 + h, x0:x0 + w] = rng.uniform(0, 1)
+        elif name == 'lines':
+            mask = np.zeros((_TILE, _TILE), np.float32)
+            for _ in range(24):
+                angle, c = rng.uniform(0, np.pi), rng.uniform(0, _TILE)
+                mask = np.maximum(mask, (np.abs(x * np.cos(angle) + y * np.sin(angle) - c) < 1.5))
+        else:                                            # plain: a faint gradient, next to no texture
+            mask = (x + y) / (2 * _TILE) * 0.15
+        tiles.append(a + (b - a) * mask[..., None])
+    return [np.clip(t, 0, 1).astype(np.float32) for t in tiles]
+
+@lru_cache(maxsize=4)
+def pattern_atlas(device: str = 'cpu') -> tuple[torch.Tensor, ...]:
+    "The procedural `PATTERNS` as a mip pyramid (its tile k is texture `len(TEXTURES) + k`)."
+    if str(device) != 'cpu':
+        return tuple(t.to(device) for t in pattern_atlas('cpu'))
+    return mip_atlas(_pattern_tiles(np.random.default_rng(4321)))
+
+# %% ../../nbs/11_data_synthetic.ipynb #e1a0c004
+def _gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
+    "`img` (C×H×W) blurred by a separable Gaussian of `sigma` px (radius ⌈3σ⌉, edges replicated)."
+    r = max(1, math.ceil(3 * sigma))
+    t = torch.arange(-r, r + 1, dtype=img.dtype, device=img.device)
+    k = torch.exp(-t * t / (2 * sigma * sigma))
+    k = k / k.sum()
+    c = img.shape[0]
+    x = F.conv2d(F.pad(img[None], (r, r, 0, 0), mode='replicate'), k.view(1, 1, 1, -1).expand(c, 1, 1, -1),
+                 groups=c)
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode='replicate'), k.view(1, 1, -1, 1).expand(c, 1, -1, 1),
+                    groups=c)[0]
+
+def defocus_blur(img: torch.Tensor, sigma: torch.Tensor, step: float = 0.5) -> torch.Tensor:
+    """`img` (C×H×W) blurred by a Gaussian whose σ varies per pixel (`sigma`, H×W px): a stack of blurs at
+    σ = 0, step, 2·step, …, interpolated linearly at each pixel's σ."""
+    top = float(sigma.max())
+    if top <= 0:
+        return img
+    count = math.ceil(top / step) + 1
+    stack = torch.stack([img] + [_gaussian_blur(img, k * step) for k in range(1, count)])   # K×C×H×W
+    position = (sigma / step).clamp(0, count - 1)
+    k0 = position.floor().long()
+    k1 = (k0 + 1).clamp(max=count - 1)
+    a = (position - k0).to(img.dtype)
+    pick = lambda k: stack.gather(0, k[None, None].expand(1, *img.shape))[0]
+    return pick(k0) * (1 - a) + pick(k1) * a
+
+def focus_lens(disp_l: torch.Tensor, defocus: dict) -> tuple[float, float, float]:
+    """The scene's lens from the left view's disparity `disp_l` (N px) and its draws `defocus` (`focus`,
+    `strength`, `max_sigma`): `(d_focus, σ per px of |d − d_focus|, largest σ)`."""
+    d_focus = float(torch.quantile(disp_l.float(), defocus['focus']))
+    spread = float((disp_l - d_focus).abs().max())
+    top = defocus['strength'] * defocus['max_sigma']
+    return d_focus, top / max(spread, 1e-6), top
+
+def defocus_sigma(disp: torch.Tensor, lens: tuple[float, float, float]) -> torch.Tensor:
+    "The blur σ (px) of each pixel of a view of disparity `disp` (N, px; 0 = at infinity) through `lens`."
+    d_focus, per_px, top = lens
+    return ((disp - d_focus).abs() * per_px).clamp(max=top)
 
 # %% ../../nbs/11_data_synthetic.ipynb #fcd143fd
 WORLDS = {
@@ -849,9 +1122,17 @@ def sample_file(folder: str | os.PathLike, i: int) -> Path:
 
 def cache_description(world: World) -> dict:
     "What a cache records about the world rendered into it (`meta.json` adds the sample file sizes)."
-    return dict(version=CACHE_VERSION, world=type(world).__name__, name=world.name, seed=world.seed,
-                size=list(world.size), n=world.n, video=world.video, options=world.opts.__dict__,
-                baseline=world.baseline, focal_ratio=world.focal_ratio, style=getattr(world, 'style', None))
+    description = dict(version=CACHE_VERSION, world=type(world).__name__, name=world.name, seed=world.seed,
+                       size=list(world.size), n=world.n, video=world.video, options=world.opts.__dict__,
+                       baseline=world.baseline, focal_ratio=world.focal_ratio,
+                       style=getattr(world, 'style', None))
+    traffic = getattr(world, 'traffic', 1.0)
+    if traffic != 1:
+        description['traffic'] = traffic                # only then: caches of the default street stay valid
+    realism = getattr(world, 'realism', None)
+    if realism is not None:                             # the same for the default worlds' caches
+        description['realism'] = json.loads(json.dumps(realism.__dict__))
+    return description
 
 def _read_json(path: Path) -> dict:
     try:

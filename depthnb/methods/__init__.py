@@ -10,4 +10,5 @@ METHODS = {
     'reciprocal': 'depthnb.methods.reciprocal:Reciprocal',
     'coopnet': 'depthnb.methods.coopnet:CoopNet',
     'sgdepth': 'depthnb.methods.sgdepth:SGDepth',
+    'real_stereo': 'depthnb.methods.realstereo:RealStereo',
 }

@@ -68,7 +68,8 @@ class SupervisedStereo(Method):
 
     def record_max_disp(self, width: int) -> None:
         """Without a `max_disp`, fix the range in pixels from the training `width` (`default_max_disp`: 0.3 ×
-        `width`) and record it in `args`, which checkpoints keep: `depthnb.load` rebuilds the network with it, so
+        `width`) and record it in `args`, which checkpoints keep:
+        `depthnb.load` rebuilds the network with it, so
         a model evaluated at another width keeps its range in pixels. (A run saved without one keeps the old
         behaviour: 0.3·W of each input.)"""
         if self.net.max_disp is None:
