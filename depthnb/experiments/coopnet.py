@@ -19,13 +19,13 @@ from ..analysis.delta import DeltaHistograms
 from ..core import DepthnbInputError, atomic_write
 from ..evaluation import DepthMetrics, FlowMetrics, OdometryMetrics
 from ..methods.coopnet import VARIANTS
-from .dfr import EVAL_SEED, _train_seconds
-from .lsim import EIGEN, collect, run_name, shards
+from .dfr import EVAL_SEED
+from .lsim import EIGEN, collect, finished_runs, run_name, run_one, shards
 from .sgdepth import DEPTH_KEYS, TRAFFIC, MovingDepthMetrics, cache_folder
 
 # %% auto #0
 __all__ = ['EVAL_SETS', 'SUBSIDIARY_OFF', 'video_cache_path', 'render_caches', 'experiment_config', 'evaluation_set',
-           'evaluate_run', 'run_one', 'experiment_setup', 'run_experiment']
+           'evaluate_run', 'experiment_setup', 'run_experiment']
 
 # %% ../../nbs/74_experiments_coopnet.ipynb #bc075bae
 EVAL_SETS = ('street', 'street_moving')
@@ -89,23 +89,6 @@ def evaluate_run(method, dataset, n: int | None = None, batch_size: int = 4) -> 
     return {'street': street, 'street_moving': moving}
 
 # %% ../../nbs/74_experiments_coopnet.ipynb #25a2ab4b
-def run_one(config: dict, dataset, delta_every: int = 10, progress: bool = False) -> dict:
-    """Train `config` (`depthnb.train`, resuming an interrupted run; the `DeltaHistograms` callback every
-    `delta_every` steps) and evaluate it on `dataset` (`evaluate_run`); `{'metrics', 'train_seconds',
-    'config'}` goes to `<out>/results.json`. A run whose `results.json` holds the same config is not trained
-    again."""
-    run = Path(config['out'])
-    done = run / 'results.json'
-    if done.is_file():
-        previous = json.loads(done.read_text())
-        if previous.get('config') == config:
-            return previous
-    method = depthnb.train(config | {'progress': progress}, callbacks=[DeltaHistograms(delta_every)])
-    metrics = evaluate_run(method, dataset)
-    result = {'metrics': metrics, 'train_seconds': _train_seconds(run), 'config': config}
-    atomic_write(done, json.dumps(result, indent=1) + '\n')
-    return result
-
 def experiment_setup(size, steps: int, batch_size: int, lr: float, seeds, n_train: int, n_eval: int,
                      burn_in: int, traffic: float, command: str = '') -> dict:
     "The `setup` record of `results/coopnet.json`: the recipe's arguments and where it ran."
@@ -152,20 +135,13 @@ def run_experiment(variants=VARIANTS, seeds=(0, 1, 2), size=(64, 192), steps: in
         atomic_write(Path(configs) / f'{variant}.yaml', text)
     for variant, seed in shards(variants, seeds, count)[index]:
         started = time.time()
-        result = run_one(config_of(variant, seed), dataset, delta_every, progress)
+        result = run_one(config_of(variant, seed), dataset, progress, evaluate=evaluate_run,
+                         callbacks=[DeltaHistograms(delta_every)])
         street = result['metrics']['street']
         seconds = time.time() - started
         print(f"{run_name(variant, seed)}: street abs_rel {street['abs_rel']:.4f}, flow_epe "
               f"{street['flow_epe']:.3f}, ate {street['ate']:.4f} ({seconds:.0f} s)", flush=True)
-    finished, missing = {}, []
-    for variant in variants:
-        for seed in seeds:
-            path = Path(runs) / run_name(variant, seed) / 'results.json'
-            result = json.loads(path.read_text()) if path.is_file() else None
-            if result is not None and result['config'] == config_of(variant, seed):
-                finished[(variant, seed)] = result
-            else:
-                missing.append(run_name(variant, seed))
+    finished, missing = finished_runs(runs, variants, seeds, config_of)
     setup = experiment_setup(size, steps, batch_size, lr, seeds, n_train, n_eval, burn_in, traffic, command)
     setup['missing'] = missing
     configs_used = {v: config_of(v, 0) for v in variants}

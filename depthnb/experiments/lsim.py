@@ -22,7 +22,8 @@ from ..results import summarise
 
 # %% auto #0
 __all__ = ['EVAL_SETS', 'EIGEN', 'REGIONS', 'render_caches', 'experiment_config', 'evaluation_sets', 'RegionDepthErrors',
-           'evaluate_run', 'run_name', 'run_one', 'collect', 'shards', 'experiment_setup', 'run_experiment']
+           'evaluate_run', 'run_name', 'run_one', 'collect', 'finished_runs', 'lsim_cost', 'shards', 'experiment_setup',
+           'run_experiment']
 
 # %% ../../nbs/71_experiments_lsim.ipynb #b2addbc1
 EVAL_SETS = ('street', 'motorcycle')
@@ -131,9 +132,10 @@ def run_name(variant: str, seed: int) -> str:
     "The run folder name of one variant and training seed."
     return f'{variant}-s{seed}'
 
-def run_one(config: dict, sets: dict, progress: bool = False) -> dict:
-    """Train `config` (`depthnb.train`; resumes an interrupted run) and evaluate it (`evaluate_run`); the
-    result, `{'metrics', 'train_seconds', 'config'}`, goes to `<out>/results.json`. A run whose
+def run_one(config: dict, sets, progress: bool = False, evaluate=None, callbacks=()) -> dict:
+    """Train `config` (`depthnb.train` with `callbacks`; resumes an interrupted run) and evaluate it,
+    `evaluate(method, sets)` (default: this recipe's `evaluate_run`; the SGDepth and CoopNet recipes pass
+    theirs); the result, `{'metrics', 'train_seconds', 'config'}`, goes to `<out>/results.json`. A run whose
     `results.json` holds the same config is not trained again."""
     run = Path(config['out'])
     done = run / 'results.json'
@@ -141,8 +143,9 @@ def run_one(config: dict, sets: dict, progress: bool = False) -> dict:
         previous = json.loads(done.read_text())
         if previous.get('config') == config:
             return previous
-    method = depthnb.train(config | {'progress': progress})
-    result = {'metrics': evaluate_run(method, sets), 'train_seconds': _train_seconds(run), 'config': config}
+    method = depthnb.train(config | {'progress': progress}, callbacks=list(callbacks))
+    metrics = (evaluate or evaluate_run)(method, sets)
+    result = {'metrics': metrics, 'train_seconds': _train_seconds(run), 'config': config}
     atomic_write(done, json.dumps(result, indent=1) + '\n')
     return result
 
@@ -161,16 +164,34 @@ def collect(runs: dict[tuple[str, int], dict]) -> dict:
         variants[variant]['train'] = {'seconds': summarise([r['train_seconds'] for r in per_seed])}
     return variants
 
-def shards(variants, seeds, count: int) -> list[list[tuple[str, int]]]:
-    """The runs `(variant, seed)` split into `count` lists of about equal work (a two-image variant costs
-    2, `single` 1; greedy, largest first, deterministic)."""
-    cost = lambda run: 1 if run[0] == 'single' else 2
-    todo = sorted([(v, s) for s in seeds for v in variants], key=lambda run: -cost(run))
-    parts, loads = [[] for _ in range(count)], [0] * count
+def finished_runs(runs: str | os.PathLike, variants, seeds, config_of) -> tuple[dict, list[str]]:
+    """The runs of `variants` × `seeds` in the folder `runs` whose `results.json` was written for exactly
+    `config_of(variant, seed)`: `({(variant, seed): result}, [names of the runs still missing])`. A run
+    trained with another config counts as missing."""
+    finished, missing = {}, []
+    for variant in variants:
+        for seed in seeds:
+            path = Path(runs) / run_name(variant, seed) / 'results.json'
+            result = json.loads(path.read_text()) if path.is_file() else None
+            if result is not None and result['config'] == config_of(variant, seed):
+                finished[(variant, seed)] = result
+            else:
+                missing.append(run_name(variant, seed))
+    return finished, missing
+
+def lsim_cost(variant: str) -> float:
+    "The relative work of an LSIM run: a two-image variant 2, `single` 1."
+    return 1. if variant == 'single' else 2.
+
+def shards(variants, seeds, count: int, cost=lsim_cost) -> list[list[tuple[str, int]]]:
+    """The runs `(variant, seed)` split into `count` lists of about equal work (`cost(variant)`; greedy,
+    largest first, deterministic)."""
+    todo = sorted([(v, s) for s in seeds for v in variants], key=lambda run: -cost(run[0]))
+    parts, loads = [[] for _ in range(count)], [0.] * count
     for run in todo:
         k = loads.index(min(loads))
         parts[k].append(run)
-        loads[k] += cost(run)
+        loads[k] += cost(run[0])
     return parts
 
 def experiment_setup(size, steps: int, batch_size: int, lr: float, seeds, n_train: int, n_eval: int,
@@ -217,15 +238,7 @@ def run_experiment(variants=VARIANTS, seeds=(0, 1, 2), size=(64, 192), steps: in
         street = result['metrics']['street']
         print(f"{run_name(variant, seed)}: street abs_rel {street['abs_rel']:.4f} a1 {street['a1']:.3f}, "
               f"{result['train_seconds']:.0f} s", flush=True)
-    finished, missing = {}, []
-    for variant in variants:
-        for seed in seeds:
-            path = Path(runs) / run_name(variant, seed) / 'results.json'
-            result = json.loads(path.read_text()) if path.is_file() else None
-            if result is not None and result['config'] == config_of(variant, seed):
-                finished[(variant, seed)] = result
-            else:
-                missing.append(run_name(variant, seed))
+    finished, missing = finished_runs(runs, variants, seeds, config_of)
     setup = experiment_setup(size, steps, batch_size, lr, seeds, n_train, n_eval, command)
     setup['missing'] = missing
     results = {'setup': setup, 'variants': collect(finished),

@@ -20,13 +20,14 @@ from ..core import DepthnbInputError, atomic_write
 from ..evaluation import DepthMetrics, SegmentationMetrics, gt_depth
 from ..metrics import depth_metrics
 from ..methods.sgdepth import NUM_CLASSES, VARIANTS, enet_class_weights
-from .dfr import EVAL_SEED, _train_seconds
-from .lsim import collect, run_name
+from .dfr import EVAL_SEED
+from .lsim import collect, finished_runs, run_name, run_one
+from .lsim import shards as lsim_shards
 
 # %% auto #0
 __all__ = ['TRAFFIC', 'EVAL_SETS', 'DEPTH_KEYS', 'STEP_COST', 'cache_folder', 'render_caches', 'class_weights', 'scene_frames',
-           'epochs_of', 'experiment_config', 'MovingDepthMetrics', 'evaluation_sets', 'evaluate_run', 'run_one',
-           'shards', 'experiment_setup', 'run_experiment', 'detection_scores']
+           'epochs_of', 'experiment_config', 'MovingDepthMetrics', 'evaluation_sets', 'evaluate_run', 'shards',
+           'experiment_setup', 'run_experiment', 'detection_scores']
 
 # %% ../../nbs/73_experiments_sgdepth.ipynb #7a6b8c07
 TRAFFIC = 3.0
@@ -202,31 +203,9 @@ def evaluate_run(method, sets: dict, n: int | None = None) -> dict:
 STEP_COST = {'depth_only': 1.0, 'multitask': 1.35, 'gradscale': 1.35, 'dc_mask': 1.8, 'threshold': 1.8,
              'full': 1.8}                     # relative step times at 64×192, batch 4 + 4, one thread
 
-def run_one(config: dict, sets: dict, progress: bool = False) -> dict:
-    """Train `config` (`depthnb.train`; resumes an interrupted run) and evaluate it (`evaluate_run`); the
-    result, `{'metrics', 'train_seconds', 'config'}`, goes to `<out>/results.json`. A run whose
-    `results.json` holds the same config is not trained again."""
-    done = Path(config['out']) / 'results.json'
-    if done.is_file():
-        previous = json.loads(done.read_text())
-        if previous.get('config') == config:
-            return previous
-    method = depthnb.train(config | {'progress': progress})
-    result = {'metrics': evaluate_run(method, sets), 'train_seconds': _train_seconds(Path(config['out'])),
-              'config': config}
-    atomic_write(done, json.dumps(result, indent=1) + '\n')
-    return result
-
 def shards(variants, seeds, count: int) -> list[list[tuple[str, int]]]:
-    """The runs `(variant, seed)` split into `count` lists of about equal work (`STEP_COST`; greedy, largest
-    first, deterministic)."""
-    todo = sorted([(v, s) for s in seeds for v in variants], key=lambda run: -STEP_COST[run[0]])
-    parts, loads = [[] for _ in range(count)], [0.] * count
-    for run in todo:
-        k = loads.index(min(loads))
-        parts[k].append(run)
-        loads[k] += STEP_COST[run[0]]
-    return parts
+    "The runs `(variant, seed)` split into `count` lists of about equal work (`STEP_COST`; `lsim.shards`)."
+    return lsim_shards(variants, seeds, count, cost=STEP_COST.__getitem__)
 
 def experiment_setup(size, steps: int, batch_size: int, lr: float, seeds, n_train: int, n_eval: int,
                      traffic: float, command: str = '') -> dict:
@@ -271,19 +250,11 @@ def run_experiment(variants=VARIANTS, seeds=(0, 1, 2), size=(64, 192), steps: in
         text = yaml.safe_dump(config_of(variant, 0), sort_keys=False)
         atomic_write(Path(configs) / f'{variant}.yaml', text)
     for variant, seed in shards(variants, seeds, count)[index]:
-        result = run_one(config_of(variant, seed), sets, progress)
+        result = run_one(config_of(variant, seed), sets, progress, evaluate=evaluate_run)
         street, moving = result['metrics']['street'], result['metrics']['street_moving']
         print(f"{run_name(variant, seed)}: street abs_rel {street['abs_rel']:.4f}, moving abs_rel "
               f"{moving['abs_rel']:.4f}, {result['train_seconds']:.0f} s", flush=True)
-    finished, missing = {}, []
-    for variant in VARIANTS:
-        for seed in seeds:
-            path = Path(runs) / run_name(variant, seed) / 'results.json'
-            result = json.loads(path.read_text()) if path.is_file() else None
-            if result is not None and result['config'] == config_of(variant, seed):
-                finished[(variant, seed)] = result
-            else:
-                missing.append(run_name(variant, seed))
+    finished, missing = finished_runs(runs, VARIANTS, seeds, config_of)
     setup = experiment_setup(size, steps, batch_size, lr, seeds, n_train, n_eval, traffic, command)
     setup['missing'] = missing
     results = {'setup': setup, 'variants': collect(finished),
