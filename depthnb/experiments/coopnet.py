@@ -20,7 +20,7 @@ from ..core import DepthnbInputError, atomic_write
 from ..evaluation import DepthMetrics, FlowMetrics, OdometryMetrics
 from ..methods.coopnet import VARIANTS
 from .dfr import EVAL_SEED
-from .lsim import EIGEN, collect, finished_runs, run_name, run_one, shards
+from .lsim import EIGEN, check_request, collect, finished_runs, run_name, run_one, shards
 from .sgdepth import DEPTH_KEYS, TRAFFIC, MovingDepthMetrics, cache_folder
 
 # %% auto #0
@@ -117,12 +117,7 @@ def run_experiment(variants=VARIANTS, seeds=(0, 1, 2), size=(64, 192), steps: in
     and write `out` from every finished run of `variants × seeds` found in `runs`: `{'setup', 'variants':
     {variant: {eval set: {metric: {mean, std, seeds}}}, 'configs': {variant: the config of seed 0}}`.
     Returns that dict (None with `render_only`)."""
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        raise DepthnbInputError(f'variants: unknown {unknown}; choose from {VARIANTS}')
-    index, count = shard
-    if not 0 <= index < count:
-        raise DepthnbInputError(f'shard must be (index, count) with 0 ≤ index < count, got {shard!r}')
+    index, count = check_request(variants, VARIANTS, shard)
     size = tuple(size)
     render_caches(size, n_train, n_eval, traffic, cache, workers, progress)
     if render_only:

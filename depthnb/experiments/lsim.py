@@ -23,7 +23,7 @@ from ..results import summarise
 # %% auto #0
 __all__ = ['EVAL_SETS', 'EIGEN', 'REGIONS', 'render_caches', 'experiment_config', 'evaluation_sets', 'RegionDepthErrors',
            'evaluate_run', 'run_name', 'run_one', 'collect', 'finished_runs', 'lsim_cost', 'shards', 'experiment_setup',
-           'run_experiment']
+           'check_request', 'run_experiment']
 
 # %% ../../nbs/71_experiments_lsim.ipynb #b2addbc1
 EVAL_SETS = ('street', 'motorcycle')
@@ -209,6 +209,17 @@ def experiment_setup(size, steps: int, batch_size: int, lr: float, seeds, n_trai
                 std='sample standard deviation over seeds (n − 1)', threads=torch.get_num_threads(),
                 torch=torch.__version__, python=platform.python_version(), command=command)
 
+def check_request(variants, known, shard) -> tuple[int, int]:
+    """Raise `DepthnbInputError` naming the argument when `variants` holds a name not in `known`, or `shard`
+    is not `(index, count)` with 0 ≤ index < count; returns the shard as `(index, count)`."""
+    unknown = [v for v in variants if v not in known]
+    if unknown:
+        raise DepthnbInputError(f'variants: unknown {unknown}; choose from {tuple(known)}')
+    index, count = shard
+    if not 0 <= index < count:
+        raise DepthnbInputError(f'shard must be (index, count) with 0 ≤ index < count, got {tuple(shard)!r}')
+    return index, count
+
 def run_experiment(variants=VARIANTS, seeds=(0, 1, 2), size=(64, 192), steps: int = 300,
                    batch_size: int = 4, lr: float = 1e-4, n_train: int = 600, n_eval: int = 100,
                    shard: tuple[int, int] = (0, 1),
@@ -219,12 +230,7 @@ def run_experiment(variants=VARIANTS, seeds=(0, 1, 2), size=(64, 192), steps: in
     `count` processes to share the work), then write `out` from every finished run found in `runs`:
     `{'setup', 'variants': {variant: {eval set: {metric: {mean, std, seeds}}}}, 'configs': {variant: the
     config of seed 0}}`, with the runs still missing listed in `setup['missing']`. Returns that dict."""
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        raise DepthnbInputError(f'variants: unknown {unknown}; choose from {VARIANTS}')
-    index, count = shard
-    if not 0 <= index < count:
-        raise DepthnbInputError(f'shard must be (index, count) with 0 ≤ index < count, got {shard!r}')
+    index, count = check_request(variants, VARIANTS, shard)
     size = tuple(size)
     render_caches(size, n_train, n_eval, cache, workers, progress)
     sets = evaluation_sets(size, n_eval, cache)

@@ -18,7 +18,7 @@ import depthnb
 from ..core import DepthnbInputError, atomic_write
 from ..evaluation import DepthMetrics, calibrated_depth, gt_depth, region_masks
 from .dfr import EVAL_SEED, cache_path, motorcycle_factor_for
-from .lsim import evaluation_sets, render_caches
+from .lsim import check_request, evaluation_sets, render_caches
 from ..methods.reciprocal import RECIPES, STAGES, VARIANTS, Reciprocal, sgbm_disparity
 from ..metrics import disparity_metrics
 from ..results import summarise
@@ -402,12 +402,7 @@ def run_experiment(variants=ALL_VARIANTS, seeds=(0, 1, 2), sweep_seeds=(0,), siz
     found in `runs`: `{'setup', 'variants': {variant: {eval set: {metric: {mean, std, seeds}}}} + 'sgbm',
     'configs': {variant: variant_config of seed 0}}`, the runs still missing in `setup['missing']`.
     Main variants use `seeds`, the α sweep `sweep_seeds`. Returns that dict."""
-    unknown = [v for v in variants if v not in ALL_VARIANTS]
-    if unknown:
-        raise DepthnbInputError(f'variants: unknown {unknown}; choose from {ALL_VARIANTS}')
-    index, count = shard
-    if not 0 <= index < count:
-        raise DepthnbInputError(f'shard must be (index, count) with 0 ≤ index < count, got {shard!r}')
+    index, count = check_request(variants, ALL_VARIANTS, shard)
     size, steps, stereo_args = tuple(size), dict(steps or {}), dict(stereo_args or {})
     render_caches(size, n_train, n_eval, cache, workers, progress)
     sets = evaluation_sets(size, n_eval, cache)

@@ -21,7 +21,7 @@ from ..evaluation import DepthMetrics, SegmentationMetrics, gt_depth
 from ..metrics import depth_metrics
 from ..methods.sgdepth import NUM_CLASSES, VARIANTS, enet_class_weights
 from .dfr import EVAL_SEED
-from .lsim import collect, finished_runs, run_name, run_one
+from .lsim import check_request, collect, finished_runs, run_name, run_one
 from .lsim import shards as lsim_shards
 
 # %% auto #0
@@ -234,12 +234,7 @@ def run_experiment(variants=VARIANTS, seeds=(0, 1, 2), size=(64, 192), steps: in
     """Render the caches, train and evaluate this `shard` = (index, count) of the runs `variants` × `seeds`
     (`shards`; start `count` processes to share the work), then write `out` from every finished run of all
     `VARIANTS` × `seeds` found in `runs`. Returns what it wrote."""
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        raise DepthnbInputError(f'variants: unknown {unknown}; choose from {VARIANTS}')
-    index, count = shard
-    if not 0 <= index < count:
-        raise DepthnbInputError(f'shard must be (index, count) with 0 ≤ index < count, got {shard!r}')
+    index, count = check_request(variants, VARIANTS, shard)
     size = tuple(size)
     folders = render_caches(size, n_train, n_eval, traffic, cache, workers, progress)
     weights = class_weights(folders['city'])
