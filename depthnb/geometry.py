@@ -13,8 +13,8 @@ from .core import (DepthnbInputError, check_tensor, check_finite, check_positive
 
 # %% auto #0
 __all__ = ['pixel_grid', 'sample', 'warp_by_disparity', 'disp_to_depth', 'depth_to_disp', 'resize_disparity', 'backproject',
-           'project', 'pose_vec_to_mat', 'warp_by_pose', 'rigid_flow', 'warp_by_flow', 'lr_occlusion', 'fb_occlusion',
-           'mirror', 'mirror_stereo', 'splat_disparity']
+           'project', 'pose_vec_to_mat', 'warp_by_pose', 'rigid_flow', 'warp_by_flow', 'invert_pose', 'lr_occlusion',
+           'fb_occlusion', 'mirror', 'mirror_stereo', 'splat_disparity']
 
 # %% ../nbs/01_geometry.ipynb #362bb910
 def pixel_grid(h: int, w: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -252,6 +252,17 @@ def warp_by_flow(img: torch.Tensor, flow: torch.Tensor, mode: str = 'bilinear',
     if check:
         check_finite(flow, 'flow')
     return sample(img, flow + pixel_grid(*flow.shape[-2:], device=flow.device, dtype=flow.dtype), mode)
+
+# %% ../nbs/01_geometry.ipynb #e8e3eb06
+def invert_pose(T: torch.Tensor) -> torch.Tensor:
+    "The inverse of rigid motions B×4×4 `[R | t]`: `[Rᵀ | −Rᵀ t]` (B×4×4)."
+    _check_T(T, 'T')
+    R_t = T[:, :3, :3].transpose(1, 2)
+    inverse = torch.zeros_like(T)
+    inverse[:, :3, :3] = R_t
+    inverse[:, :3, 3:] = -R_t @ T[:, :3, 3:]
+    inverse[:, 3, 3] = 1
+    return inverse
 
 # %% ../nbs/01_geometry.ipynb #742b3c3f
 def lr_occlusion(disp_l: torch.Tensor, disp_r: torch.Tensor, alpha: float = 0.01,

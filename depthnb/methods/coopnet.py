@@ -18,7 +18,7 @@ from ..geometry import (backproject, fb_occlusion, pixel_grid, pose_vec_to_mat, 
 from ..losses import edge_aware_smoothness, masked_mean, min_reprojection, photometric_error
 from ..method import Method
 from ..models import DepthNet, FlowNet, PoseNet
-from ..models.mono import sigmoid_to_depth
+from ..models.mono import sigmoid_to_depth, source_poses
 
 # %% auto #0
 __all__ = ['VARIANTS', 'SOURCES', 'P2Quantile', 'QuantileModule', 'branch_errors', 'delta', 'at_best_source', 'delta_flow',
@@ -448,7 +448,8 @@ class CoopNet(Method):
         out = {'disp': [d[:b] for d in disp]}
         if with_sources:
             out['source_disp'] = disp[0][b:].reshape(s, b, *disp[0].shape[1:])
-        out['poses'] = pose_vec_to_mat(self.pose(repeated, flat).float()).reshape(s, b, 4, 4)
+        before = [k == 'prev' for k in SOURCES]
+        out['poses'] = torch.stack(source_poses(self.pose, target, list(sources), before))
         backward = self.weights['fwd_bwd'] > 0
         first = torch.cat((repeated, flat)) if backward else repeated
         second = torch.cat((flat, repeated)) if backward else flat
@@ -566,7 +567,7 @@ class CoopNet(Method):
         out = {'disp': disp, 'depth': depth}
         for key, source in (('prev', left_prev), ('next', left_next)):
             if source is not None:
-                out[f'T_{key}'] = pose_vec_to_mat(self.pose(left, source).float())
+                out[f'T_{key}'] = source_poses(self.pose, left, [source], [key == 'prev'])[0]
                 out[f'flow_{key}'] = self.flow(left, source)['flow'][0].float()
         if left_next is not None:
             out['flow'] = out['flow_next']

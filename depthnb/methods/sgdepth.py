@@ -15,7 +15,7 @@ from ..core import DepthnbInputError
 from ..geometry import pose_vec_to_mat, warp_by_pose
 from ..losses import edge_aware_smoothness, masked_mean, min_reprojection, photometric_error
 from ..method import Method
-from ..models.mono import DepthNet, PoseNet, sigmoid_to_depth
+from ..models.mono import DepthNet, PoseNet, sigmoid_to_depth, source_poses
 from ..models.stereo import crop_to_scale, pad_to_multiple
 
 # %% auto #0
@@ -243,9 +243,8 @@ class SGDepth(Method):
         return sigmoid_to_depth(sigmoid, self.min_depth, self.max_depth)[1]
 
     def poses(self, target: torch.Tensor, sources: list[torch.Tensor]) -> list[torch.Tensor]:
-        "T_{t→s} (B×4×4) of each source frame: `PoseNet(target, source)`, one call for all sources."
-        vec = self.pose(target.repeat(len(sources), 1, 1, 1), torch.cat(sources))
-        return list(pose_vec_to_mat(vec).split(target.shape[0]))
+        "T_{t→s} (B×4×4) of each source frame (`SOURCES` order), frames in temporal order: `source_poses`."
+        return source_poses(self.pose, target, sources, [s == 'prev' for s in SOURCES])
 
     @torch.no_grad()
     def segment(self, images: torch.Tensor) -> torch.Tensor:

@@ -13,11 +13,12 @@ import torch.nn.functional as F
 import torchvision
 
 from ..core import DepthnbInputError, check_tensor, check_same_size
+from ..geometry import invert_pose, pose_vec_to_mat
 from .stereo import check_input, pad_to_multiple, crop_to_scale, num_params
 
 # %% auto #0
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'GradScale', 'imagenet_state_dict', 'ResnetEncoder', 'DepthDecoder',
-           'sigmoid_to_depth', 'DepthNet', 'PoseNet']
+           'sigmoid_to_depth', 'DepthNet', 'PoseNet', 'source_poses']
 
 # %% ../../nbs/21_models_mono.ipynb #96e48e80
 class _ScaleGrad(torch.autograd.Function):
@@ -245,3 +246,17 @@ class PoseNet(nn.Module):
             x = pad_to_multiple(x, 1, min_size=64)   # ≥ 2×2 at 1/32 for batch norm
         f = F.relu(self.squeeze(self.encoder(x)[-1]))
         return 0.01 * self.pose(f).mean((2, 3))
+
+# %% ../../nbs/21_models_mono.ipynb #074382f5
+def source_poses(pose_net: nn.Module, target: torch.Tensor, sources: list[torch.Tensor],
+                 before: list[bool]) -> list[torch.Tensor]:
+    """T_{t→s} (B×4×4, float32) of each source frame B×3×H×W of `target` B×3×H×W, from a two-frame
+    `pose_net` in one batched call, in temporal order as monodepth2: `pose_net(t, s)` for a source after
+    the target, `invert_pose(pose_net(s, t))` for one before it (`before[i]` True)."""
+    if len(before) != len(sources):
+        raise DepthnbInputError(f'before needs one flag per source: {len(before)} flags, '
+                                f'{len(sources)} sources')
+    first = torch.cat([s if b else target for s, b in zip(sources, before)])
+    second = torch.cat([target if b else s for s, b in zip(sources, before)])
+    poses = pose_vec_to_mat(pose_net(first, second).float()).split(target.shape[0])
+    return [invert_pose(T) if b else T for T, b in zip(poses, before)]
