@@ -23,11 +23,12 @@ from ..methods.sgdepth import NUM_CLASSES, VARIANTS, enet_class_weights
 from .dfr import EVAL_SEED
 from .lsim import check_request, collect, finished_runs, run_name, run_one
 from .lsim import shards as lsim_shards
+from ..results import summarise
 
 # %% auto #0
 __all__ = ['TRAFFIC', 'EVAL_SETS', 'DEPTH_KEYS', 'STEP_COST', 'cache_folder', 'render_caches', 'class_weights', 'scene_frames',
-           'epochs_of', 'experiment_config', 'MovingDepthMetrics', 'evaluation_sets', 'evaluate_run', 'shards',
-           'experiment_setup', 'run_experiment', 'detection_scores']
+           'epochs_of', 'experiment_config', 'MovingDepthMetrics', 'evaluation_sets', 'evaluate_run', 'ConstantDepth',
+           'shards', 'experiment_setup', 'run_experiment', 'detection_scores']
 
 # %% ../../nbs/73_experiments_sgdepth.ipynb #7a6b8c07
 TRAFFIC = 3.0
@@ -188,7 +189,7 @@ def evaluate_run(method, sets: dict, n: int | None = None) -> dict:
     """`{eval set: {metric: value}}` of a trained SGDepth: `street` (abs_rel, sq_rel, rmse, a1 with median
     scaling; `miou`), `street_moving` (the same errors on the moving pixels, `MovingDepthMetrics`) and
     `street_city` (`miou`); no mIoU for a method without a segmentation head."""
-    seg = [SegmentationMetrics(NUM_CLASSES)] if method.multitask else []
+    seg = [SegmentationMetrics(NUM_CLASSES)] if getattr(method, 'multitask', False) else []
     metrics = [DepthMetrics(median_scaling=True), MovingDepthMetrics()] + seg
     street = depthnb.evaluate(method, sets['street'], metrics, n=n)
     results = {'street': {key: street['depth'][key] for key in DEPTH_KEYS},
@@ -198,6 +199,16 @@ def evaluate_run(method, sets: dict, n: int | None = None) -> dict:
         city = depthnb.evaluate(method, sets['street_city'], seg, n=n)
         results['street_city'] = {'miou': city['segmentation']['miou']}
     return results
+
+# %% ../../nbs/73_experiments_sgdepth.ipynb #8d3e9232
+class ConstantDepth:
+    "The same depth (1) at every pixel: with median scaling, each image's median depth (`depthnb.evaluate`)."
+    name = 'constant'
+    stereo = False
+    multitask = False
+
+    def predict(self, left: torch.Tensor) -> dict:
+        return {'depth': torch.ones_like(left[:, :1])}
 
 # %% ../../nbs/73_experiments_sgdepth.ipynb #9a8b0c19
 STEP_COST = {'depth_only': 1.0, 'multitask': 1.35, 'gradscale': 1.35, 'dc_mask': 1.8, 'threshold': 1.8,
@@ -252,8 +263,11 @@ def run_experiment(variants=VARIANTS, seeds=(0, 1, 2), size=(64, 192), steps: in
     finished, missing = finished_runs(runs, VARIANTS, seeds, config_of)
     setup = experiment_setup(size, steps, batch_size, lr, seeds, n_train, n_eval, traffic, command)
     setup['missing'] = missing
-    results = {'setup': setup, 'variants': collect(finished),
-               'configs': {v: config_of(v, 0) for v in VARIANTS}}
+    variants = collect(finished)
+    constant = evaluate_run(ConstantDepth(), sets)
+    variants['constant'] = {name: {k: summarise([v]) for k, v in values.items() if k != 'pixels'}
+                            for name, values in constant.items()}
+    results = {'setup': setup, 'variants': variants, 'configs': {v: config_of(v, 0) for v in VARIANTS}}
     atomic_write(out, json.dumps(results, indent=1) + '\n')
     return results
 
