@@ -28,7 +28,8 @@ def test_two_processes_write_one_results_file(tmp_path):
     second = recipe.run_experiment(variants, seeds, shard=(1, 2), **TINY, **paths)
     assert sorted(second['setup']['missing']) == sorted(recipe.run_name(v, s) for v in VARIANTS
                                                          if v not in variants for s in seeds)
-    assert set(second['variants']) == set(variants) and done_first <= set(variants)
+    trained = set(variants) | {'constant'}                            # the constant-depth baseline, no seeds
+    assert set(second['variants']) == trained and done_first <= trained
     results = json.loads(paths['out'].read_text())
     assert set(results) == {'setup', 'variants', 'configs'}
     assert set(results['configs']) == set(VARIANTS)                   # every config, trained or not yet
@@ -40,6 +41,8 @@ def test_two_processes_write_one_results_file(tmp_path):
     assert 'miou' not in results['variants']['depth_only']['street']
     for summary in (full['street']['abs_rel'], full['street_city']['miou']):
         assert set(summary) == {'mean', 'std', 'seeds'} and len(summary['seeds']) == len(seeds)
+    constant = results['variants']['constant']
+    assert set(constant) == {'street', 'street_moving'} and len(constant['street']['abs_rel']['seeds']) == 1
     config = results['configs']['full']
     assert config['method'] == 'sgdepth' and config['method_args']['epochs'] == 1
     assert len(config['method_args']['class_weights']) == 19
