@@ -40,7 +40,7 @@ __all__ = ['MAX_CONFIG_DEPTH', 'MAX_CONFIG_ITEMS', 'MIX_MODES', 'AMP_MODES', 'LO
            'checkpoint_candidates', 'has_checkpoint', 'find_checkpoint', 'load_checkpoint', 'Callback', 'ProgressBar',
            'LogLosses', 'LogImages', 'flatten_metrics', 'evaluate_datasets', 'Evaluate', 'Checkpoints',
            'TrainingDiverged', 'to_device', 'build_datasets', 'join_process_group', 'leave_process_group', 'Trainer',
-           'resume_source', 'train']
+           'resume_source', 'train', 'training_seconds']
 
 # %% ../nbs/30_engine.ipynb #577c504e
 class ConfigError(DepthnbInputError):
@@ -1226,3 +1226,31 @@ def train(config: TrainConfig | dict | str | os.PathLike, *, resume='auto', call
         datasets = build_datasets(cfg)
     Trainer(method, datasets, cfg, callbacks=callbacks).fit(resume=resume_source(cfg, resume))
     return method.eval()
+
+# %% ../nbs/30_engine.ipynb #03cfa043
+def _segments(records: list[dict]) -> list[list[dict]]:
+    "Log records split where a stage starts or resumes (its `time` starts again)."
+    segments = []
+    for record in records:
+        if 'time' not in record:
+            continue
+        last = segments[-1][-1] if segments else None
+        if last is None or record['time'] < last['time'] or record['stage'] != last['stage']:
+            segments.append([])
+        segments[-1].append(record)
+    return segments
+
+def training_seconds(run: str | os.PathLike) -> float:
+    """Seconds of training behind the run folder `run` (its `log.jsonl`): the stages' times summed, a stage
+    resumed from a checkpoint counted once (records of an interrupted session past the resume point are
+    work done again). NaN for a run without a log."""
+    log = Path(run) / 'log.jsonl'
+    if not log.is_file():
+        return float('nan')
+    segments = _segments([json.loads(line) for line in log.read_text().splitlines() if line.strip()])
+    total = 0.
+    for segment, following in zip(segments, segments[1:] + [None]):
+        resumed = following is not None and following[0]['stage'] == segment[-1]['stage']
+        kept = [r for r in segment if not resumed or r['step'] < following[0]['step']]
+        total += kept[-1]['time'] if kept else 0.
+    return round(total, 1)

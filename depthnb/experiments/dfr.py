@@ -16,6 +16,7 @@ import yaml
 import depthnb
 from ..core import DepthnbInputError, atomic_write
 from ..methods.dfr import VARIANTS
+from ..engine import training_seconds
 from ..results import load_results, summarise
 
 # %% auto #0
@@ -229,12 +230,6 @@ def merge_results(seeds_dir: str | os.PathLike = 'results/dfr/seeds',
     return results
 
 # %% ../../nbs/70_experiments_dfr.ipynb #4dde7403
-def _train_seconds(run: Path) -> float:
-    "The training time a run's last log record holds (a run that finished earlier: its own time)."
-    log = run / 'log.jsonl'
-    lines = log.read_text().splitlines() if log.is_file() else []
-    return round(json.loads(lines[-1]).get('time', float('nan')), 1) if lines else float('nan')
-
 def experiment_setup(method, size, seed: int, steps: int, batch_size: int, lr: float, width: int,
                      n_train: int, n_eval: int, command: str = '') -> dict:
     "The `setup` record of a results file: the recipe's arguments and where it ran."
@@ -276,7 +271,7 @@ def run_experiment(variants=VARIANTS, size=(64, 192), steps: int = 3000, batch_s
         atomic_write(configs / f'{variant}.yaml', yaml.safe_dump(config, sort_keys=False))
         method = depthnb.train(config | {'progress': progress})
         evaluated = evaluate_sets(method, sets)
-        per_seed['variants'][variant] = evaluated | {'train_seconds': _train_seconds(run), 'config': config}
+        per_seed['variants'][variant] = evaluated | {'train_seconds': training_seconds(run), 'config': config}
         per_seed['setup'] = experiment_setup(method, size, seed, steps, batch_size, lr, width, n_train,
                                              n_eval, command)
         atomic_write(seed_file, json.dumps(per_seed, indent=1) + '\n')

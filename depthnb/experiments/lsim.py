@@ -17,7 +17,8 @@ import depthnb
 from ..core import DepthnbInputError, atomic_write
 from ..evaluation import calibrated_depth, gt_depth
 from ..methods.lsim import VARIANTS
-from .dfr import EVAL_SEED, _train_seconds, cache_path, motorcycle_factor_for
+from ..engine import training_seconds
+from .dfr import EVAL_SEED, cache_path, motorcycle_factor_for
 from ..results import summarise
 
 # %% auto #0
@@ -145,7 +146,7 @@ def run_one(config: dict, sets, progress: bool = False, evaluate=None, callbacks
             return previous
     method = depthnb.train(config | {'progress': progress}, callbacks=list(callbacks))
     metrics = (evaluate or evaluate_run)(method, sets)
-    result = {'metrics': metrics, 'train_seconds': _train_seconds(run), 'config': config}
+    result = {'metrics': metrics, 'train_seconds': training_seconds(run), 'config': config}
     atomic_write(done, json.dumps(result, indent=1) + '\n')
     return result
 

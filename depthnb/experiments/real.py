@@ -85,11 +85,6 @@ def recipe_config(out: str | os.PathLike, cache: str | os.PathLike, steps: int =
 # %% ../../nbs/75_experiments_real.ipynb #20b5ebc9
 RECIPE_FILE = 'recipe.json'   # in the best run: its training time and what it is
 
-def _train_seconds(run: Path) -> float:
-    "The training time in the run's last log record (the time of its last stage)."
-    lines = (run / 'log.jsonl').read_text().splitlines() if (run / 'log.jsonl').is_file() else []
-    return round(json.loads(lines[-1]).get('time', float('nan')), 1) if lines else float('nan')
-
 def step_seconds(config: dict, steps: int = 24, warmup: int = 8) -> float:
     """Seconds per training step of `config` on this machine, now: `steps` steps into a temporary run (fresh
     weights, nothing kept), timed from step `warmup` on."""
@@ -112,7 +107,7 @@ def train_best(out: str | os.PathLike = 'runs/real/best', size=(128, 192), n_tra
     the training time, the recipe in words, its config and the test-time adaptation (`ADAPT`). A run already
     in `out` continues with its own step count. Returns `out`."""
     from depthnb.adapt import TimeLimit
-    from depthnb.engine import has_checkpoint, load_checkpoint, read_yaml
+    from depthnb.engine import has_checkpoint, load_checkpoint, read_yaml, training_seconds
     if threads:
         torch.set_num_threads(threads)
     started = time.time()
@@ -128,7 +123,7 @@ def train_best(out: str | os.PathLike = 'runs/real/best', size=(128, 192), n_tra
         fitting = max(1, min(steps, int(0.98 * max_seconds / per_step)))
     config = recipe_config(out, folder, fitting, batch_size, lr, seed=seed) | {'progress': progress}
     depthnb.train(config, callbacks=[TimeLimit(max_seconds)])
-    record = dict(train_seconds=_train_seconds(out), render_seconds=render_seconds,
+    record = dict(train_seconds=training_seconds(out), render_seconds=render_seconds,
                   steps=int(load_checkpoint(out)['step']), step_seconds=per_step, max_seconds=max_seconds,
                   recipe=describe_recipe(size, n_train, batch_size, lr), adapt=ADAPT, config=config,
                   threads=torch.get_num_threads(), torch=torch.__version__, python=platform.python_version(),
