@@ -286,3 +286,41 @@ def test_theta_survives_resume_through_the_engine(samples, tmp_path):
             torch.testing.assert_close(a, b, msg=name)
     loaded = depthnb.load(tmp_path / 'b', 'cpu')
     assert loaded.theta == resumed.theta and loaded.epoch == 2
+
+
+def test_init_from_another_run_once_and_not_on_resume(samples, tmp_path):
+    """`init`: a `full` run starts from a `depth_only` run's DepthNet and PoseNet (its segmentation head stays
+    random); a resumed run keeps its own weights; `depthnb.load` does not need the init run."""
+    video, city = samples
+    data = {'video': Listed(video), 'city': Listed(city)}
+    stage = lambda name, steps: {'name': name, 'steps': steps, 'lr': 1e-3, 'data': ['video', 'city'],
+                                 'mix': 'joint'}
+    config = lambda out, variant, args, steps: dict(
+        method='sgdepth', method_args={'variant': variant, 'epochs': 2} | args, seed=0, data={},
+        stages=[stage(variant, steps)], batch_size=2, log_every=1, ckpt_every=1, tensorboard=False,
+        progress=False, out=str(out))
+    source = depthnb.train(config(tmp_path / 'init', 'depth_only', {}, 2), datasets=data)
+    fresh = SGDepth('full', epochs=2, init=str(tmp_path / 'init'))
+    random_head = fresh.net.seg_decoder.state_dict()
+    copied = fresh.init_from(tmp_path / 'init')
+    assert any(k.startswith('pose.') for k in copied) and not any('seg' in k for k in copied)
+    torch.testing.assert_close(fresh.pose.state_dict(), source.pose.state_dict())
+    torch.testing.assert_close(fresh.net.encoder.state_dict(), source.net.encoder.state_dict())
+    torch.testing.assert_close(fresh.net.seg_decoder.state_dict(), random_head)
+    with pytest.raises(DepthnbInputError, match='init'):
+        SGDepth('full').init_from(tmp_path / 'nothing')
+    # through the engine: loaded when training starts, not again when the run resumes
+    args = {'init': str(tmp_path / 'init')}
+    with pytest.raises(KeyboardInterrupt):
+        depthnb.train(config(tmp_path / 'b', 'full', args, 3), datasets=data, callbacks=[Crash(2)])
+    after_one = load_checkpoint(tmp_path / 'b')
+    assert after_one['step'] == 1 and after_one['model']['_extra_state']['initialised']
+    straight = depthnb.train(config(tmp_path / 'a', 'full', args, 3), datasets=data)
+    resumed = depthnb.train(config(tmp_path / 'b', 'full', args, 3), datasets=data)
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        if torch.is_tensor(a):
+            torch.testing.assert_close(a, b, msg=name)
+    import shutil
+    shutil.rmtree(tmp_path / 'init')
+    loaded = depthnb.load(tmp_path / 'b', 'cpu')
+    torch.testing.assert_close(loaded.pose.state_dict(), resumed.pose.state_dict())

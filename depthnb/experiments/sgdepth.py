@@ -10,6 +10,7 @@ import json
 import math
 import os
 import platform
+import time
 from pathlib import Path
 
 import torch
@@ -26,9 +27,10 @@ from .lsim import shards as lsim_shards
 from ..results import summarise
 
 # %% auto #0
-__all__ = ['TRAFFIC', 'EVAL_SETS', 'DEPTH_KEYS', 'STEP_COST', 'cache_folder', 'render_caches', 'class_weights', 'scene_frames',
-           'epochs_of', 'experiment_config', 'MovingDepthMetrics', 'evaluation_sets', 'evaluate_run', 'ConstantDepth',
-           'shards', 'experiment_setup', 'run_experiment', 'detection_scores']
+__all__ = ['TRAFFIC', 'EVAL_SETS', 'DEPTH_KEYS', 'PRETRAIN_STEPS', 'PRETRAIN_LR', 'STEP_COST', 'cache_folder', 'render_caches',
+           'class_weights', 'scene_frames', 'epochs_of', 'experiment_config', 'MovingDepthMetrics', 'evaluation_sets',
+           'evaluate_run', 'ConstantDepth', 'shards', 'experiment_setup', 'wait_for_run', 'single_run',
+           'run_experiment', 'detection_scores']
 
 # %% ../../nbs/73_experiments_sgdepth.ipynb #7a6b8c07
 TRAFFIC = 3.0
@@ -104,6 +106,9 @@ def scene_frames(world, i: int, taus=(-1., 0., 1.), static: bool = False) -> dic
     return {key: torch.stack(value) for key, value in frames.items()} | {'K': world.K}
 
 # %% ../../nbs/73_experiments_sgdepth.ipynb #1e0f2a11
+PRETRAIN_STEPS = 1000   # the shared init: `depth_only` from random weights on the video (Adam PRETRAIN_LR)
+PRETRAIN_LR = 3e-4
+
 def epochs_of(steps: int, batch_size: int, n_train: int) -> int:
     "The epochs of a dataset of `n_train` samples that `steps` batches of `batch_size` begin (whole batches)."
     per_epoch = n_train // batch_size
@@ -112,13 +117,13 @@ def epochs_of(steps: int, batch_size: int, n_train: int) -> int:
     return math.ceil(steps / per_epoch)
 
 def experiment_config(variant: str, out: str | os.PathLike, size=(64, 192), steps: int = 400,
-                      batch_size: int = 4, lr: float = 3e-4, n_train: int = 240, traffic: float = TRAFFIC,
+                      batch_size: int = 4, lr: float = 1e-4, n_train: int = 240, traffic: float = TRAFFIC,
                       root: str | os.PathLike = 'data_cache', seed: int = 0,
-                      weights: list[float] | None = None) -> dict:
-    """The config of one run: SGDepth `variant` (ResNet-18 from scratch) on the cached Street video (`video`)
-    and labelled 'city' Street (`city`, not for `depth_only`) with `traffic`, joint batches of `batch_size`
-    each, Adam `lr` ×0.1 at ¾ of `steps`, training seed `seed`, `weights` the class weights of eq. 5. Plain
-    data for `depthnb.train`."""
+                      weights: list[float] | None = None, init: str | os.PathLike | None = None) -> dict:
+    """The config of one run: SGDepth `variant` (ResNet-18; from the run `init` when given, else from random
+    weights) on the cached Street video (`video`) and labelled 'city' Street (`city`, not for `depth_only`)
+    with `traffic`, joint batches of `batch_size` each, Adam `lr` ×0.1 at ¾ of `steps`, training seed `seed`,
+    `weights` the class weights of eq. 5. Plain data for `depthnb.train`."""
     if variant not in VARIANTS:
         raise DepthnbInputError(f'variant must be one of {VARIANTS}, got {variant!r}')
     caches = _caches(size, n_train, 1, traffic, root)
@@ -129,6 +134,8 @@ def experiment_config(variant: str, out: str | os.PathLike, size=(64, 192), step
              'mix': 'joint'}
     method_args = {'variant': variant, 'num_layers': 18, 'pretrained': False,
                    'epochs': epochs_of(steps, batch_size, n_train), 'class_weights': weights}
+    if init is not None:
+        method_args['init'] = str(init)
     return dict(method='sgdepth', method_args=method_args, data=data, seed=seed, stages=[stage],
                 batch_size=batch_size, ckpt_every=100, image_every=0, log_every=20, tensorboard=False,
                 out=str(out))
@@ -219,10 +226,14 @@ def shards(variants, seeds, count: int) -> list[list[tuple[str, int]]]:
     return lsim_shards(variants, seeds, count, cost=STEP_COST.__getitem__)
 
 def experiment_setup(size, steps: int, batch_size: int, lr: float, seeds, n_train: int, n_eval: int,
-                     traffic: float, command: str = '') -> dict:
+                     traffic: float, command: str = '', pretrain_steps: int = PRETRAIN_STEPS,
+                     pretrain_lr: float = PRETRAIN_LR) -> dict:
     "The `setup` record of `results/sgdepth.json`: the recipe's arguments and where it ran."
+    start = (f'every run starts from `init`: depth_only, {pretrain_steps} steps, Adam {pretrain_lr:g}, '
+             'seed 0, from random weights' if pretrain_steps else 'random weights')
     return dict(size=list(size), steps=steps, batch_size=batch_size, lr=lr, seeds=list(seeds),
-                epochs=epochs_of(steps, batch_size, n_train), traffic=traffic,
+                epochs=epochs_of(steps, batch_size, n_train), traffic=traffic, pretrain_steps=pretrain_steps,
+                pretrain_lr=pretrain_lr, init=start,
                 network='DepthNet (+ segmentation head) and PoseNet, ResNet-18, no ImageNet weights',
                 n_train=n_train, n_eval=n_eval, eval_seed=EVAL_SEED,
                 train_data=f'Street video (traffic {traffic:g}, seed 0) + labelled Street city (traffic '
@@ -235,23 +246,46 @@ def experiment_setup(size, steps: int, batch_size: int, lr: float, seeds, n_trai
                 std='sample standard deviation over seeds (n − 1)', threads=torch.get_num_threads(),
                 torch=torch.__version__, python=platform.python_version(), command=command)
 
+def wait_for_run(config: dict, poll: float = 20.) -> dict:
+    "The result of run `config` (its `results.json` with this config) once another process has written it."
+    done = Path(config['out']) / 'results.json'
+    print(f"waiting for {config['out']} (another process trains it)", flush=True)
+    while not (done.is_file() and json.loads(done.read_text()).get('config') == config):
+        time.sleep(poll)
+    return json.loads(done.read_text())
+
+def single_run(metrics: dict) -> dict:
+    "`{eval set: {metric: value}}` of one run → the results' `{eval set: {metric: summarise([value])}}`."
+    return {name: {k: summarise([v]) for k, v in values.items() if k != 'pixels'}
+            for name, values in metrics.items()}
+
 def run_experiment(variants=VARIANTS, seeds=(0, 1, 2), size=(64, 192), steps: int = 400, batch_size: int = 4,
-                   lr: float = 3e-4, n_train: int = 240, n_eval: int = 100, traffic: float = TRAFFIC,
+                   lr: float = 1e-4, n_train: int = 240, n_eval: int = 100, traffic: float = TRAFFIC,
+                   pretrain_steps: int = PRETRAIN_STEPS, pretrain_lr: float = PRETRAIN_LR,
                    shard: tuple[int, int] = (0, 1), cache: str | os.PathLike = 'data_cache',
                    runs: str | os.PathLike = 'results/sgdepth/runs',
                    configs: str | os.PathLike = 'results/sgdepth',
                    out: str | os.PathLike = 'results/sgdepth.json', workers: int = 1, progress: bool = False,
                    command: str = '') -> dict:
-    """Render the caches, train and evaluate this `shard` = (index, count) of the runs `variants` × `seeds`
-    (`shards`; start `count` processes to share the work), then write `out` from every finished run of all
-    `VARIANTS` × `seeds` found in `runs`. Returns what it wrote."""
+    """Render the caches, train the shared init (`depth_only`, `pretrain_steps` at `pretrain_lr`, in
+    `runs`/init: shard 0 trains it, the others wait for it; 0 steps: every run from random weights), train and
+    evaluate this `shard` = (index, count) of the runs `variants` × `seeds` from it (`shards`; start `count`
+    processes to share the work), then write `out` from every finished run of all `VARIANTS` × `seeds` found
+    in `runs`, with the init and the constant-depth baseline. Returns what it wrote."""
     index, count = check_request(variants, VARIANTS, shard)
     size = tuple(size)
     folders = render_caches(size, n_train, n_eval, traffic, cache, workers, progress)
     weights = class_weights(folders['city'])
     sets = evaluation_sets(size, n_eval, traffic, cache)
+    init = None
+    if pretrain_steps:
+        init_config = experiment_config('depth_only', Path(runs) / 'init', size, pretrain_steps, batch_size,
+                                        pretrain_lr, n_train, traffic, cache, 0, weights)
+        init_result = (run_one(init_config, sets, progress, evaluate=evaluate_run) if index == 0
+                       else wait_for_run(init_config))
+        init = init_config['out']
     config_of = lambda v, s: experiment_config(v, Path(runs) / run_name(v, s), size, steps, batch_size, lr,
-                                               n_train, traffic, cache, s, weights)
+                                               n_train, traffic, cache, s, weights, init)
     for variant in VARIANTS:
         text = yaml.safe_dump(config_of(variant, 0), sort_keys=False)
         atomic_write(Path(configs) / f'{variant}.yaml', text)
@@ -261,13 +295,15 @@ def run_experiment(variants=VARIANTS, seeds=(0, 1, 2), size=(64, 192), steps: in
         print(f"{run_name(variant, seed)}: street abs_rel {street['abs_rel']:.4f}, moving abs_rel "
               f"{moving['abs_rel']:.4f}, {result['train_seconds']:.0f} s", flush=True)
     finished, missing = finished_runs(runs, VARIANTS, seeds, config_of)
-    setup = experiment_setup(size, steps, batch_size, lr, seeds, n_train, n_eval, traffic, command)
+    setup = experiment_setup(size, steps, batch_size, lr, seeds, n_train, n_eval, traffic, command,
+                             pretrain_steps, pretrain_lr)
     setup['missing'] = missing
     variants = collect(finished)
-    constant = evaluate_run(ConstantDepth(), sets)
-    variants['constant'] = {name: {k: summarise([v]) for k, v in values.items() if k != 'pixels'}
-                            for name, values in constant.items()}
-    results = {'setup': setup, 'variants': variants, 'configs': {v: config_of(v, 0) for v in VARIANTS}}
+    if init is not None:
+        variants['init'] = single_run(init_result['metrics'])
+    variants['constant'] = single_run(evaluate_run(ConstantDepth(), sets))
+    configs = {v: config_of(v, 0) for v in VARIANTS} | ({'init': init_config} if init is not None else {})
+    results = {'setup': setup, 'variants': variants, 'configs': configs}
     atomic_write(out, json.dumps(results, indent=1) + '\n')
     return results
 

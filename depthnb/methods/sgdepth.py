@@ -156,7 +156,10 @@ class SGDepth(Method):
     semantic)}` (the engine's `mix='joint'`). Depth = `sigmoid_to_depth(sigmoid, min_depth, max_depth)`
     (monocular: up to scale). `smoothness` β (monodepth2's 1e-3, and 1/2^s per scale), `alpha` the SSIM
     weight of eq. 3 (0.85), `class_weights` w_s of eq. 5 (None: all 1; see `enet_class_weights`),
-    `dc_classes` the DC class ids (`DC_CLASSES`)."""
+    `dc_classes` the DC class ids (`DC_CLASSES`). `init`: a run folder or checkpoint of another SGDepth run
+    whose DepthNet and PoseNet weights training starts from (`init_from`, once, when the first stage starts;
+    `depthnb.load` never reads it) — the stand-in, without ImageNet weights, for the paper's pretrained
+    encoders."""
     name = 'sgdepth'
     stereo = False                 # inference takes one image: `evaluate` passes only `left`
 
@@ -165,7 +168,7 @@ class SGDepth(Method):
                  seg_data: str = 'city', alpha: float = 0.85, smoothness: float = 1e-3,
                  class_weights: list[float] | None = None, epochs: int = 10, epsilon: float = 0.5,
                  epsilon_start: int | None = None, min_depth: float = 0.1, max_depth: float = 100.,
-                 dc_classes=DC_CLASSES):
+                 dc_classes=DC_CLASSES, init: str | None = None):
         if variant not in VARIANTS:
             raise DepthnbInputError(f'variant must be one of {VARIANTS}, got {variant!r}')
         if not (isinstance(epochs, int) and epochs >= 1):
@@ -183,7 +186,7 @@ class SGDepth(Method):
                          seg_classes=seg_classes, grad_scale=grad_scale, depth_data=depth_data,
                          seg_data=seg_data, alpha=alpha, smoothness=smoothness, class_weights=class_weights,
                          epochs=epochs, epsilon=epsilon, epsilon_start=epsilon_start, min_depth=min_depth,
-                         max_depth=max_depth, dc_classes=dc_classes)
+                         max_depth=max_depth, dc_classes=dc_classes, init=init)
         order = VARIANTS.index(variant)
         self.variant = variant
         self.multitask = order >= VARIANTS.index('multitask')
@@ -200,6 +203,8 @@ class SGDepth(Method):
         self.min_depth, self.max_depth = min_depth, max_depth
         self.dc_classes = tuple(dc_classes)
         self.epochs, self.epsilon, self.epsilon_start = epochs, epsilon, epsilon_start
+        self.init = None if init is None else str(init)
+        self.initialised = False                         # `init` loaded (kept in checkpoints: once a run)
         self.epoch = 0                                   # finished epochs of the depth data
         self.theta = math.inf                            # θ_Λ of this epoch (+inf: every image masked)
         self.lambdas: list[torch.Tensor] = []            # Λ̄ of this epoch's images so far
@@ -230,12 +235,35 @@ class SGDepth(Method):
     def get_extra_state(self) -> dict:
         current = torch.cat(self.lambdas).detach().cpu() if self.lambdas else torch.zeros(0)
         return {'epoch': self.epoch, 'theta': self.theta, 'lambdas': current,
-                'previous_lambdas': self.previous_lambdas}
+                'previous_lambdas': self.previous_lambdas, 'initialised': self.initialised}
 
     def set_extra_state(self, state: dict) -> None:
         self.epoch, self.theta = int(state['epoch']), float(state['theta'])
         self.lambdas = [state['lambdas']] if state['lambdas'].numel() else []
         self.previous_lambdas = state['previous_lambdas']
+        self.initialised = bool(state.get('initialised', True))
+
+    # ---- a start from another run --------------------------------------------------------------------
+    def init_from(self, path) -> list[str]:
+        """Copy from another SGDepth run (a run folder or checkpoint) every DepthNet and PoseNet weight whose
+        name and shape match this one's (a segmentation head that run lacks stays as it is); returns the
+        names copied. θ_Λ and the epoch counters are not copied."""
+        from depthnb.engine import load_checkpoint
+        theirs = load_checkpoint(path, method=self.name)['model']
+        mine = self.state_dict()
+        fits = lambda k, v: k in mine and torch.is_tensor(v) and v.shape == mine[k].shape
+        copied = {k: v for k, v in theirs.items() if k.startswith(('net.', 'pose.')) and fits(k, v)}
+        for prefix in ('net.encoder.', 'pose.'):
+            if not any(k.startswith(prefix) for k in copied):
+                raise DepthnbInputError(f'init {path}: no {prefix[:-1]} weights that fit this SGDepth')
+        self.load_state_dict(copied, strict=False)
+        return sorted(copied)
+
+    def on_stage_start(self, stage, index: int) -> None:
+        "When training starts (not when a run resumes: its checkpoint holds its own weights), load `init`."
+        if self.init is not None and not self.initialised:
+            self.init_from(self.init)
+        self.initialised = True
 
     # ---- the networks ------------------------------------------------------------------------------
     def to_depth(self, sigmoid: torch.Tensor) -> torch.Tensor:
