@@ -6,8 +6,9 @@
     python experiments/sgdepth.py --threads 1 --shard 1 2 &     # each writes results/sgdepth.json when done
 
 Renders Street video with dense traffic (`Street(traffic=3)`: the depth domain, labels unused), labelled
-'city' Street (the segmentation domain) and held-out caches of both into --cache, trains each variant
-(`depth_only`, `multitask`, `gradscale`, `dc_mask`, `threshold`, `full`) from scratch with each seed
+'city' Street (the segmentation domain) and held-out caches of both into --cache, trains the shared init
+(`depth_only` from random weights, --pretrain-steps; shard 0 trains it, the other shards wait for it), then
+each variant (`depth_only`, `multitask`, `gradscale`, `dc_mask`, `threshold`, `full`) from it with each seed
 (`depthnb.experiments.sgdepth.experiment_config`, run folders in --runs; interrupted runs resume, finished
 ones are kept), evaluates depth on held-out Street (all pixels and moving pixels only, median scaling) and
 mIoU on both styles, and writes --out (results/sgdepth.json: setup, variants → set → metric → mean/std/seeds,
@@ -33,7 +34,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--steps', type=int, default=400)
     p.add_argument('--batch-size', type=int, default=4,
                    help='video samples (and as many city samples) a step')
-    p.add_argument('--lr', type=float, default=3e-4)
+    p.add_argument('--lr', type=float, default=1e-4, help="Adam's learning rate of each run (the paper's)")
+    p.add_argument('--pretrain-steps', type=int, default=recipe.PRETRAIN_STEPS,
+                   help='steps of the shared init (depth_only from random weights); 0: every run from random')
+    p.add_argument('--pretrain-lr', type=float, default=recipe.PRETRAIN_LR)
     p.add_argument('--n-train', type=int, default=240)
     p.add_argument('--n-eval', type=int, default=100)
     p.add_argument('--traffic', type=float, default=recipe.TRAFFIC, help='Street(traffic=…) of all the data')
@@ -57,7 +61,8 @@ def main(argv=None) -> dict:
     t0 = time.time()
     results = recipe.run_experiment(
         variants=a.variants, seeds=a.seeds, size=tuple(a.size), steps=a.steps, batch_size=a.batch_size,
-        lr=a.lr, n_train=a.n_train, n_eval=a.n_eval, traffic=a.traffic, shard=tuple(a.shard), cache=a.cache,
+        lr=a.lr, pretrain_steps=a.pretrain_steps, pretrain_lr=a.pretrain_lr, n_train=a.n_train,
+        n_eval=a.n_eval, traffic=a.traffic, shard=tuple(a.shard), cache=a.cache,
         runs=a.runs, configs=a.configs, out=a.out, workers=a.workers,
         command='python experiments/sgdepth.py ' + ' '.join(args))
     print(f'wrote {a.out} ({time.time() - t0:.0f} s)')

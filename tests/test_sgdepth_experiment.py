@@ -14,7 +14,7 @@ from depthnb.experiments import sgdepth as recipe
 from depthnb.methods.sgdepth import VARIANTS
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = dict(size=(32, 96), steps=2, batch_size=2, n_train=4, n_eval=2, traffic=3.0)
+TINY = dict(size=(32, 96), steps=2, pretrain_steps=2, batch_size=2, n_train=4, n_eval=2, traffic=3.0)
 
 
 def test_two_processes_write_one_results_file(tmp_path):
@@ -28,11 +28,11 @@ def test_two_processes_write_one_results_file(tmp_path):
     second = recipe.run_experiment(variants, seeds, shard=(1, 2), **TINY, **paths)
     assert sorted(second['setup']['missing']) == sorted(recipe.run_name(v, s) for v in VARIANTS
                                                          if v not in variants for s in seeds)
-    trained = set(variants) | {'constant'}                            # the constant-depth baseline, no seeds
+    trained = set(variants) | {'init', 'constant'}      # the shared init and the constant baseline: no seeds
     assert set(second['variants']) == trained and done_first <= trained
     results = json.loads(paths['out'].read_text())
     assert set(results) == {'setup', 'variants', 'configs'}
-    assert set(results['configs']) == set(VARIANTS)                   # every config, trained or not yet
+    assert set(results['configs']) == set(VARIANTS) | {'init'}        # every config, trained or not yet
     full = results['variants']['full']
     assert set(full) >= {'street', 'street_moving', 'street_city'}
     assert set(full['street']) >= {'abs_rel', 'sq_rel', 'rmse', 'a1', 'miou'}
@@ -43,6 +43,10 @@ def test_two_processes_write_one_results_file(tmp_path):
         assert set(summary) == {'mean', 'std', 'seeds'} and len(summary['seeds']) == len(seeds)
     constant = results['variants']['constant']
     assert set(constant) == {'street', 'street_moving'} and len(constant['street']['abs_rel']['seeds']) == 1
+    init = results['configs']['init']
+    assert init['method_args']['variant'] == 'depth_only' and init['stages'][0]['steps'] == 2
+    assert results['configs']['full']['method_args']['init'] == init['out']
+    assert len(results['variants']['init']['street']['abs_rel']['seeds']) == 1
     config = results['configs']['full']
     assert config['method'] == 'sgdepth' and config['method_args']['epochs'] == 1
     assert len(config['method_args']['class_weights']) == 19
