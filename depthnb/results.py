@@ -24,7 +24,7 @@ __all__ = ['HIGHER_IS_BETTER', 'BLOCK', 'default_root', 'results_path', 'summari
            'seed_spread', 'render_block', 'readme_blocks', 'update_readme', 'main']
 
 # %% ../nbs/37_results.ipynb #0ac2ee45
-HIGHER_IS_BETTER = ('a1', 'a2', 'a3')
+HIGHER_IS_BETTER = ('a1', 'a2', 'a3', 'miou')   # the rest: errors, lower is better
 
 def default_root() -> Path:
     """Where `results/<name>.json` files are looked up: `./results` when the working directory has one (the
@@ -218,7 +218,7 @@ def compare(name: str | os.PathLike | dict, a: str, b: str, set_name: str, metri
             root: str | os.PathLike | None = None) -> dict:
     """Variant `a` against `b` on one metric: `Δ` = mean(a) − mean(b), `spread` = std(a) + std(b), and the
     verdict — real only when |Δ| > spread (../shared/DESIGN.md, "Results"). Lower is better except
-    `HIGHER_IS_BETTER` (a1–a3)."""
+    `HIGHER_IS_BETTER` (a1–a3, mIoU)."""
     results = load_results(name, root)
     try:
         ra, rb = (results['variants'][v][set_name][metric] for v in (a, b))
