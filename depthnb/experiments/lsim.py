@@ -23,8 +23,8 @@ from ..results import summarise
 
 # %% auto #0
 __all__ = ['EVAL_SETS', 'EIGEN', 'REGIONS', 'render_caches', 'experiment_config', 'evaluation_sets', 'RegionDepthErrors',
-           'evaluate_run', 'run_name', 'run_one', 'collect', 'finished_runs', 'lsim_cost', 'shards', 'experiment_setup',
-           'check_request', 'run_experiment']
+           'evaluate_run', 'run_name', 'run_one', 'collect', 'single_run', 'finished_runs', 'lsim_cost', 'shards',
+           'experiment_setup', 'check_request', 'run_experiment']
 
 # %% ../../nbs/71_experiments_lsim.ipynb #b2addbc1
 EVAL_SETS = ('street', 'motorcycle')
@@ -164,6 +164,11 @@ def collect(runs: dict[tuple[str, int], dict]) -> dict:
                              for name in sets}
         variants[variant]['train'] = {'seconds': summarise([r['train_seconds'] for r in per_seed])}
     return variants
+
+def single_run(metrics: dict) -> dict:
+    "`{eval set: {metric: value}}` of one run or baseline → `{eval set: {metric: summarise([value])}}`."
+    return {name: {k: summarise([v]) for k, v in values.items() if k != 'pixels'}
+            for name, values in metrics.items()}
 
 def finished_runs(runs: str | os.PathLike, variants, seeds, config_of) -> tuple[dict, list[str]]:
     """The runs of `variants` × `seeds` in the folder `runs` whose `results.json` was written for exactly

@@ -18,7 +18,7 @@ import depthnb
 from ..core import DepthnbInputError, atomic_write
 from ..evaluation import DepthMetrics, calibrated_depth, gt_depth, region_masks
 from .dfr import EVAL_SEED, cache_path, motorcycle_factor_for
-from .lsim import check_request, evaluation_sets, render_caches
+from .lsim import check_request, evaluation_sets, render_caches, single_run
 from ..methods.reciprocal import RECIPES, STAGES, VARIANTS, Reciprocal, sgbm_disparity
 from ..metrics import disparity_metrics
 from ..results import summarise
@@ -425,7 +425,7 @@ def run_experiment(variants=ALL_VARIANTS, seeds=(0, 1, 2), sweep_seeds=(0,), siz
             finished[(job, seed)] = result
     summary, missing = collect(finished, variants, seeds, sweep_seeds)
     sgbm = sgbm_results(sets, int(max_disp), Path(runs) / 'sgbm.json')
-    summary['sgbm'] = {name: {k: summarise([v]) for k, v in values.items()} for name, values in sgbm.items()}
+    summary['sgbm'] = single_run(sgbm)
     setup = experiment_setup(size, steps, batch_size, lr, seeds, sweep_seeds, n_train, n_eval, max_disp,
                              stereo_args, command)
     setup['missing'] = missing

@@ -22,15 +22,14 @@ from ..evaluation import DepthMetrics, SegmentationMetrics, gt_depth
 from ..metrics import depth_metrics
 from ..methods.sgdepth import NUM_CLASSES, VARIANTS, enet_class_weights
 from .dfr import EVAL_SEED
-from .lsim import check_request, collect, finished_runs, run_name, run_one
+from .lsim import check_request, collect, finished_runs, run_name, run_one, single_run
 from .lsim import shards as lsim_shards
-from ..results import summarise
 
 # %% auto #0
 __all__ = ['TRAFFIC', 'EVAL_SETS', 'DEPTH_KEYS', 'PRETRAIN_STEPS', 'PRETRAIN_LR', 'STEP_COST', 'cache_folder', 'render_caches',
            'class_weights', 'scene_frames', 'epochs_of', 'experiment_config', 'MovingDepthMetrics', 'evaluation_sets',
-           'evaluate_run', 'ConstantDepth', 'shards', 'experiment_setup', 'wait_for_run', 'single_run',
-           'run_experiment', 'detection_scores']
+           'evaluate_run', 'ConstantDepth', 'shards', 'experiment_setup', 'wait_for_run', 'run_experiment',
+           'detection_scores']
 
 # %% ../../nbs/73_experiments_sgdepth.ipynb #7a6b8c07
 TRAFFIC = 3.0
@@ -196,7 +195,7 @@ def evaluate_run(method, sets: dict, n: int | None = None) -> dict:
     """`{eval set: {metric: value}}` of a trained SGDepth: `street` (abs_rel, sq_rel, rmse, a1 with median
     scaling; `miou`), `street_moving` (the same errors on the moving pixels, `MovingDepthMetrics`) and
     `street_city` (`miou`); no mIoU for a method without a segmentation head."""
-    seg = [SegmentationMetrics(NUM_CLASSES)] if getattr(method, 'multitask', False) else []
+    seg = [SegmentationMetrics(NUM_CLASSES)] if method.multitask else []
     metrics = [DepthMetrics(median_scaling=True), MovingDepthMetrics()] + seg
     street = depthnb.evaluate(method, sets['street'], metrics, n=n)
     results = {'street': {key: street['depth'][key] for key in DEPTH_KEYS},
@@ -253,11 +252,6 @@ def wait_for_run(config: dict, poll: float = 20.) -> dict:
     while not (done.is_file() and json.loads(done.read_text()).get('config') == config):
         time.sleep(poll)
     return json.loads(done.read_text())
-
-def single_run(metrics: dict) -> dict:
-    "`{eval set: {metric: value}}` of one run → the results' `{eval set: {metric: summarise([value])}}`."
-    return {name: {k: summarise([v]) for k, v in values.items() if k != 'pixels'}
-            for name, values in metrics.items()}
 
 def run_experiment(variants=VARIANTS, seeds=(0, 1, 2), size=(64, 192), steps: int = 400, batch_size: int = 4,
                    lr: float = 1e-4, n_train: int = 240, n_eval: int = 100, traffic: float = TRAFFIC,

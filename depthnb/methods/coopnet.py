@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from ..core import DepthnbInputError, check_image, check_same_size
-from ..geometry import (backproject, fb_occlusion, pixel_grid, pose_vec_to_mat, project, sample,
-                              warp_by_flow, warp_by_pose)
+from ..geometry import (backproject, fb_occlusion, pixel_grid, project, sample, warp_by_flow,
+                              warp_by_pose)
 from ..losses import edge_aware_smoothness, masked_mean, min_reprojection, photometric_error
 from ..method import Method
 from ..models import DepthNet, FlowNet, PoseNet

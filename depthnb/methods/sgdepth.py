@@ -12,7 +12,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from ..core import DepthnbInputError
-from ..geometry import pose_vec_to_mat, warp_by_pose
+from ..geometry import warp_by_pose
 from ..losses import edge_aware_smoothness, masked_mean, min_reprojection, photometric_error
 from ..method import Method
 from ..models.mono import DepthNet, PoseNet, sigmoid_to_depth, source_poses
