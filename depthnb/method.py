@@ -14,7 +14,7 @@ from .core import DepthnbInputError, check_image, check_same_size
 from .geometry import disp_to_depth
 
 # %% auto #0
-__all__ = ['Method', 'import_object', 'method_class']
+__all__ = ['Method', 'copy_weights', 'import_object', 'method_class']
 
 # %% ../nbs/29_method.ipynb #0d27c3cd
 class Method(nn.Module):
@@ -79,6 +79,28 @@ class Method(nn.Module):
     def default_config(cls) -> dict:
         "Plain config data for a typical run of this method (datasets, stages, batch size)."
         return {'method': f'{cls.__module__}:{cls.__qualname__}'}
+
+# %% ../nbs/29_method.ipynb #7c27fe95
+def copy_weights(model: nn.Module, weights: dict, prefixes: dict[str, str],
+                 source: str = 'weights') -> list[str]:
+    """Copy into `model` each tensor of the state dict `weights` whose name starts with a key of `prefixes`,
+    renamed to that key's value (`{'net.': 'depth.'}`: their `net.x` → `depth.x`), when the new name is one of
+    `model`'s with the same shape; the rest of `model` stays as it is. Every prefix value must receive at
+    least one tensor (else a DepthnbInputError naming `source`). Returns the names copied, sorted."""
+    mine = model.state_dict()
+    copied = {}
+    for name, value in weights.items():
+        for theirs, ours in prefixes.items():
+            renamed = ours + name[len(theirs):]
+            fits = renamed in mine and torch.is_tensor(value) and value.shape == mine[renamed].shape
+            if name.startswith(theirs) and fits:
+                copied[renamed] = value
+    for ours in dict.fromkeys(prefixes.values()):
+        if not any(name.startswith(ours) for name in copied):
+            kind = ours.rstrip('.')
+            raise DepthnbInputError(f'{source}: no {kind} weights that fit this {type(model).__name__}')
+    model.load_state_dict(copied, strict=False)
+    return sorted(copied)
 
 # %% ../nbs/29_method.ipynb #d902b1ce
 def import_object(path: str):

@@ -6,7 +6,8 @@
     python experiments/coopnet.py --threads 1 --shard 1 2 &             # each writes results/coopnet.json when done
 
 Renders the Street video caches (training, seed 0; held-out, seed 1000; denser traffic) into --cache, trains
-each variant (`baseline`, `adaptive_min`, `coopnet`) from scratch with each seed
+each variant (`baseline`, `adaptive_min`, `coopnet`) with each seed, DepthNet and PoseNet from --init (the
+SGDepth experiment's shared init: run experiments/sgdepth.py first, or pass --init none)
 (`depthnb.experiments.coopnet.experiment_config`, run folders in --runs, with the Δ histograms of
 `depthnb.analysis.delta.DeltaHistograms` in TensorBoard and delta.jsonl; interrupted runs resume), evaluates
 depth (Eigen metrics, median scaling) on all pixels (`street`) and on moving pixels (`street_moving`), flow EPE
@@ -33,8 +34,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--steps', type=int, default=400)
     p.add_argument('--batch-size', type=int, default=4)
     p.add_argument('--lr', type=float, default=1e-4)
-    p.add_argument('--n-train', type=int, default=320)
+    p.add_argument('--n-train', type=int, default=240)
     p.add_argument('--n-eval', type=int, default=60)
+    p.add_argument('--init', default='results/sgdepth/runs/init',
+                   help="the finished run whose DepthNet and PoseNet every run starts from (SGDepth's shared "
+                        "init); 'none': random weights")
     p.add_argument('--burn-in', type=int, default=1, help='epochs before the CoopNet split')
     p.add_argument('--traffic', type=float, default=recipe.TRAFFIC, help='Street(traffic=…); 1: the default')
     p.add_argument('--shard', type=int, nargs=2, default=[0, 1], metavar=('INDEX', 'COUNT'),
@@ -60,7 +64,8 @@ def main(argv=None) -> dict | None:
     results = recipe.run_experiment(
         variants=a.variants, seeds=a.seeds, size=tuple(a.size), steps=a.steps, batch_size=a.batch_size,
         lr=a.lr, n_train=a.n_train, n_eval=a.n_eval, burn_in=a.burn_in, traffic=a.traffic,
-        shard=tuple(a.shard), cache=a.cache, runs=a.runs, configs=a.configs, out=a.out, workers=a.workers,
+        shard=tuple(a.shard), init=None if a.init.lower() == 'none' else a.init, cache=a.cache, runs=a.runs,
+        configs=a.configs, out=a.out, workers=a.workers,
         delta_every=a.delta_every, render_only=a.render_only,
         command='python experiments/coopnet.py ' + ' '.join(args))
     print(f'rendered the caches in {a.cache}' if results is None else f'wrote {a.out}',

@@ -18,14 +18,15 @@ import depthnb
 from ..analysis.delta import DeltaHistograms
 from ..core import DepthnbInputError, atomic_write
 from ..evaluation import DepthMetrics, FlowMetrics, OdometryMetrics
-from ..methods.coopnet import VARIANTS
+from ..methods.coopnet import VARIANTS, CoopNet
 from .dfr import EVAL_SEED
-from .lsim import EIGEN, check_request, collect, finished_runs, run_name, run_one, shards
+from .lsim import (EIGEN, check_request, collect, finished_runs, run_name, run_one, shards,
+                                     single_run)
 from .sgdepth import DEPTH_KEYS, TRAFFIC, MovingDepthMetrics, cache_folder
 
 # %% auto #0
 __all__ = ['EVAL_SETS', 'SUBSIDIARY_OFF', 'video_cache_path', 'render_caches', 'experiment_config', 'evaluation_set',
-           'evaluate_run', 'experiment_setup', 'run_experiment']
+           'evaluate_run', 'StaticScene', 'experiment_setup', 'run_experiment']
 
 # %% ../../nbs/74_experiments_coopnet.ipynb #bc075bae
 EVAL_SETS = ('street', 'street_moving')
@@ -37,7 +38,7 @@ def video_cache_path(n: int, seed: int, size, traffic: float = TRAFFIC,
     so that the two experiments render their common training cache once."""
     return cache_folder('street', n, seed, size, traffic, video=True, root=root)
 
-def render_caches(size=(64, 192), n_train: int = 320, n_eval: int = 60, traffic: float = TRAFFIC,
+def render_caches(size=(64, 192), n_train: int = 240, n_eval: int = 60, traffic: float = TRAFFIC,
                   root: str | os.PathLike = 'data_cache', workers: int = 1,
                   progress: bool = True) -> dict[str, Path]:
     """Render (or finish rendering) the Street video caches: training (seed 0) and held-out (`EVAL_SEED`),
@@ -50,20 +51,22 @@ def render_caches(size=(64, 192), n_train: int = 320, n_eval: int = 60, traffic:
     return folders
 
 def experiment_config(variant: str, out: str | os.PathLike, size=(64, 192), steps: int = 400,
-                      batch_size: int = 4, lr: float = 1e-4, n_train: int = 320, burn_in: int = 1,
+                      batch_size: int = 4, lr: float = 1e-4, n_train: int = 240, burn_in: int = 1,
                       traffic: float = TRAFFIC, root: str | os.PathLike = 'data_cache', seed: int = 0,
-                      quantile_samples: int = 1024) -> dict:
-    """The config of one run: CoopNet `variant` (ResNet-18 depth and pose, `FlowNet`, from scratch; smoothness
-    the only subsidiary loss) on the cached Street video, Adam with the paper's `lr` (constant: the runs are
-    short), `steps` steps of `batch_size` (an epoch is `n_train / batch_size` steps; `coopnet` splits after
-    `burn_in` epochs), training seed `seed`, TensorBoard on (the Δ histograms). Plain data for
-    `depthnb.train`."""
+                      quantile_samples: int = 1024, init: str | os.PathLike | None = None) -> dict:
+    """The config of one run: CoopNet `variant` (ResNet-18 depth and pose from the run `init` when given, else
+    from random weights; `FlowNet` from random weights; smoothness the only subsidiary loss) on the cached
+    Street video, Adam with the paper's `lr` (constant: the runs are short), `steps` steps of `batch_size` (an
+    epoch is `n_train / batch_size` steps; `coopnet` splits after `burn_in` epochs), training seed `seed`,
+    TensorBoard on (the Δ histograms). Plain data for `depthnb.train`."""
     if variant not in VARIANTS:
         raise DepthnbInputError(f'variant must be one of {VARIANTS}, got {variant!r}')
     street = str(video_cache_path(n_train, 0, size, traffic, root))
     data = {'street': {'type': 'SyntheticVideo', 'args': {'cache': street}}}
     method_args = {'variant': variant, 'num_layers': 18, 'pretrained': False, 'scales': 4, 'burn_in': burn_in,
                    'quantile_samples': quantile_samples, **SUBSIDIARY_OFF}
+    if init is not None:
+        method_args['init'] = str(init)
     stage = {'name': variant, 'steps': steps, 'lr': lr, 'data': ['street']}
     return dict(method='coopnet', method_args=method_args, data=data, seed=seed, stages=[stage],
                 batch_size=batch_size, ckpt_every=max(1, n_train // batch_size), image_every=0, log_every=10,
@@ -76,25 +79,51 @@ def evaluation_set(size=(64, 192), n_eval: int = 60, traffic: float = TRAFFIC,
     return SyntheticVideo(cache=video_cache_path(n_eval, EVAL_SEED, size, traffic, root))
 
 # %% ../../nbs/74_experiments_coopnet.ipynb #0daf0d05
-def evaluate_run(method, dataset, n: int | None = None, batch_size: int = 4) -> dict:
+def evaluate_run(method, dataset, n: int | None = None, batch_size: int = 4, odometry: bool = True) -> dict:
     """`{'street': {Eigen…, 'flow_epe', 'ate'}, 'street_moving': {abs_rel, sq_rel, rmse, a1, 'flow_epe',
     'pixels'}}` of a trained CoopNet on the held-out video `dataset` (`depthnb.evaluate`, frames t−1, t, t+1
-    in): depth with per-image median scaling, flow t → t+1, snippet ATE."""
-    metrics = [DepthMetrics(median_scaling=True), MovingDepthMetrics(), FlowMetrics('flow_next', 'flow'),
-               OdometryMetrics()]
+    in): depth with per-image median scaling, flow t → t+1, snippet ATE (not with `odometry=False`: a method
+    whose camera does not move has no scale to align)."""
+    metrics = [DepthMetrics(median_scaling=True), MovingDepthMetrics(), FlowMetrics('flow_next', 'flow')]
+    metrics += [OdometryMetrics()] if odometry else []
     r = depthnb.evaluate(method, dataset, metrics, n=n, batch_size=batch_size)
-    street = {k: r['depth'][k] for k in EIGEN} | {'flow_epe': r['flow']['epe'], 'ate': r['odometry']['ate']}
+    street = {k: r['depth'][k] for k in EIGEN} | {'flow_epe': r['flow']['epe']}
+    if odometry:
+        street['ate'] = r['odometry']['ate']
     moving = {k: r['depth_moving'][k] for k in DEPTH_KEYS + ('pixels',)}
     moving['flow_epe'] = r['flow']['epe_moving']
     return {'street': street, 'street_moving': moving}
 
+# %% ../../nbs/74_experiments_coopnet.ipynb #8ea1bd66
+class StaticScene:
+    """The prediction of a world that does not move: depth 1 at every pixel (with median scaling, each image's
+    median depth), zero flow, the identity pose — the floor a learned row has to beat (not for ATE: a camera
+    that does not move has no scale to align; `evaluate_run(…, odometry=False)`)."""
+    name = 'static'
+    stereo = False
+    predict_keys = ('left', 'left_prev', 'left_next')
+
+    def predict(self, left: torch.Tensor, left_prev: torch.Tensor | None = None,
+                left_next: torch.Tensor | None = None) -> dict:
+        b, _, h, w = left.shape
+        out = {'depth': torch.ones_like(left[:, :1])}
+        for key, frame in (('prev', left_prev), ('next', left_next)):
+            if frame is not None:
+                out[f'T_{key}'] = torch.eye(4, dtype=left.dtype, device=left.device).expand(b, 4, 4)
+                out[f'flow_{key}'] = left.new_zeros(b, 2, h, w)
+        if left_next is not None:
+            out['flow'] = out['flow_next']
+        return out
+
 # %% ../../nbs/74_experiments_coopnet.ipynb #25a2ab4b
 def experiment_setup(size, steps: int, batch_size: int, lr: float, seeds, n_train: int, n_eval: int,
-                     burn_in: int, traffic: float, command: str = '') -> dict:
+                     burn_in: int, traffic: float, command: str = '', init: str | None = None) -> dict:
     "The `setup` record of `results/coopnet.json`: the recipe's arguments and where it ran."
+    start = (f'DepthNet and PoseNet from the run {init} (config: configs.init), FlowNet from random weights'
+             if init is not None else 'random weights')
     return dict(size=list(size), steps=steps, batch_size=batch_size, lr=lr, seeds=list(seeds),
                 n_train=n_train, n_eval=n_eval, burn_in_epochs=burn_in, epoch_steps=n_train // batch_size,
-                traffic=traffic, eval_seed=EVAL_SEED,
+                traffic=traffic, eval_seed=EVAL_SEED, init=start,
                 networks='DepthNet and PoseNet ResNet-18, FlowNet (depthnb.models), no ImageNet weights',
                 losses='photometric (the variant) + edge-aware smoothness of disparity and flow (λ_s = 0.01)',
                 train_data='Street video (seed 0, cached, traffic as given): left frames t−1, t, t+1 and K',
@@ -106,25 +135,31 @@ def experiment_setup(size, steps: int, batch_size: int, lr: float, seeds, n_trai
                 torch=torch.__version__, python=platform.python_version(), command=command)
 
 def run_experiment(variants=VARIANTS, seeds=(0, 1, 2), size=(64, 192), steps: int = 400, batch_size: int = 4,
-                   lr: float = 1e-4, n_train: int = 320, n_eval: int = 60, burn_in: int = 1,
+                   lr: float = 1e-4, n_train: int = 240, n_eval: int = 60, burn_in: int = 1,
                    traffic: float = TRAFFIC, shard: tuple[int, int] = (0, 1),
+                   init: str | os.PathLike | None = None,
                    cache: str | os.PathLike = 'data_cache', runs: str | os.PathLike = 'results/coopnet/runs',
                    configs: str | os.PathLike = 'results/coopnet',
                    out: str | os.PathLike = 'results/coopnet.json',
                    workers: int = 1, delta_every: int = 10, render_only: bool = False, progress: bool = False,
                    command: str = '') -> dict | None:
     """Render the caches; unless `render_only`, train and evaluate this `shard` = (index, count) of the runs
-    and write `out` from every finished run of `variants × seeds` found in `runs`: `{'setup', 'variants':
-    {variant: {eval set: {metric: {mean, std, seeds}}}, 'configs': {variant: the config of seed 0}}`.
-    Returns that dict (None with `render_only`)."""
+    (every run's DepthNet and PoseNet from the finished run `init` when given — the SGDepth recipe's shared
+    init, `results/sgdepth/runs/init` — else from random weights) and write `out` from every finished run of
+    `variants × seeds` found in `runs`: `{'setup', 'variants': {variant: {eval set: {metric: {mean, std,
+    seeds}}}}, 'configs': {variant: the config of seed 0}}`, with the rows `static` (`StaticScene`) and, with
+    `init`, `init` (its depth and ATE; its FlowNet is untrained). Returns that dict (None: `render_only`)."""
     index, count = check_request(variants, VARIANTS, shard)
+    if init is not None and not (Path(init) / 'results.json').is_file():
+        raise DepthnbInputError(f'init {init}: not a finished run (no results.json); train the shared init '
+                                'with experiments/sgdepth.py, or start from random weights (init=None)')
     size = tuple(size)
     render_caches(size, n_train, n_eval, traffic, cache, workers, progress)
     if render_only:
         return None
     dataset = evaluation_set(size, n_eval, traffic, cache)
     config_of = lambda v, s: experiment_config(v, Path(runs) / run_name(v, s), size, steps, batch_size, lr,
-                                               n_train, burn_in, traffic, cache, s)
+                                               n_train, burn_in, traffic, cache, s, init=init)
     for variant in variants:
         text = yaml.safe_dump(config_of(variant, 0), sort_keys=False)
         atomic_write(Path(configs) / f'{variant}.yaml', text)
@@ -137,9 +172,19 @@ def run_experiment(variants=VARIANTS, seeds=(0, 1, 2), size=(64, 192), steps: in
         print(f"{run_name(variant, seed)}: street abs_rel {street['abs_rel']:.4f}, flow_epe "
               f"{street['flow_epe']:.3f}, ate {street['ate']:.4f} ({seconds:.0f} s)", flush=True)
     finished, missing = finished_runs(runs, variants, seeds, config_of)
-    setup = experiment_setup(size, steps, batch_size, lr, seeds, n_train, n_eval, burn_in, traffic, command)
+    setup = experiment_setup(size, steps, batch_size, lr, seeds, n_train, n_eval, burn_in, traffic, command,
+                             None if init is None else str(init))
     setup['missing'] = missing
     configs_used = {v: config_of(v, 0) for v in variants}
-    results = {'setup': setup, 'variants': collect(finished), 'configs': configs_used}
+    rows = collect(finished)
+    if init is not None:
+        start = CoopNet('baseline', init=str(init))
+        start.init_from(init)
+        init_metrics = evaluate_run(start, dataset)
+        rows['init'] = single_run({name: {k: v for k, v in m.items() if k != 'flow_epe'}
+                                   for name, m in init_metrics.items()})
+        configs_used['init'] = json.loads((Path(init) / 'results.json').read_text())['config']
+    rows['static'] = single_run(evaluate_run(StaticScene(), dataset, odometry=False))
+    results = {'setup': setup, 'variants': rows, 'configs': configs_used}
     atomic_write(out, json.dumps(results, indent=1) + '\n')
     return results

@@ -16,7 +16,7 @@ from ..core import DepthnbInputError, check_image, check_same_size
 from ..geometry import (backproject, fb_occlusion, pixel_grid, project, sample, warp_by_flow,
                               warp_by_pose)
 from ..losses import edge_aware_smoothness, masked_mean, min_reprojection, photometric_error
-from ..method import Method
+from ..method import Method, copy_weights
 from ..models import DepthNet, FlowNet, PoseNet
 from ..models.mono import sigmoid_to_depth, source_poses
 
@@ -355,7 +355,9 @@ class CoopNet(Method):
     (λ_var); a zero weight skips the term's computation. Occlusions: minimum over the sources t−1, t+1 in both
     branches. Depth = `sigmoid_to_depth(disparity, min_depth, max_depth)` (monocular: up to scale).
     `quantile_samples`: values of each quantity fed to P² per step. Networks: `DepthNet` and `PoseNet`
-    (ResNet-`num_layers`, `pretrained` ImageNet weights) and `FlowNet` (`flow_args`)."""
+    (ResNet-`num_layers`, `pretrained` ImageNet weights) and `FlowNet` (`flow_args`). `init`: a run folder or
+    checkpoint of an SGDepth or CoopNet run whose DepthNet and PoseNet weights training starts from
+    (`init_from`, once, when the first stage starts; `depthnb.load` never reads it)."""
     name = 'coopnet'
     stereo = False
     predict_keys = ('left', 'left_prev', 'left_next')
@@ -365,7 +367,7 @@ class CoopNet(Method):
                  burn_in: int = 5, alpha: float = 0.85, smoothness: float = 0.01, consistency: float = 1e-3,
                  fwd_bwd: float = 1e-3, epipolar: float = 1e-3, variance: float = 1e-6,
                  min_depth: float = 0.1, max_depth: float = 100., quantile_samples: int = 2048,
-                 flow_args: dict | None = None):
+                 flow_args: dict | None = None, init: str | None = None):
         if variant not in VARIANTS:
             raise DepthnbInputError(f'variant must be one of {VARIANTS}, got {variant!r}')
         tail = eta if tail is None else tail
@@ -379,7 +381,7 @@ class CoopNet(Method):
                          eta=eta, zeta=zeta, tail=tail, burn_in=burn_in, alpha=alpha, smoothness=smoothness,
                          consistency=consistency, fwd_bwd=fwd_bwd, epipolar=epipolar, variance=variance,
                          min_depth=min_depth, max_depth=max_depth, quantile_samples=quantile_samples,
-                         flow_args=flow_args)
+                         flow_args=flow_args, init=init)
         self.variant = variant
         self.scales = scales
         self.eta, self.zeta, self.tail, self.burn_in, self.alpha = eta, zeta, tail, burn_in, alpha
@@ -393,14 +395,33 @@ class CoopNet(Method):
         if zeta is not None:
             levels |= {'flow_x': (0.5 - zeta, 0.5 + zeta), 'flow_y': (0.5 - zeta, 0.5 + zeta)}
         self.quantiles = QuantileModule(levels, quantile_samples)
+        self.init = None if init is None else str(init)
+        self.initialised = False                         # `init` loaded (kept in checkpoints: once a run)
         self.last: dict = {}
 
     # ---- state that is not a parameter: the quantile module, in every checkpoint --------------------
     def get_extra_state(self) -> dict:
-        return self.quantiles.state()
+        return {'quantiles': self.quantiles.state(), 'initialised': self.initialised}
 
     def set_extra_state(self, state: dict) -> None:
-        self.quantiles.load(state)
+        self.quantiles.load(state['quantiles'])
+        self.initialised = bool(state['initialised'])
+
+    # ---- a start from another run ------------------------------------------------------------------
+    def init_from(self, path) -> list[str]:
+        """Copy the DepthNet and PoseNet weights of another run (a run folder or checkpoint): an SGDepth run's
+        (`net.*` → `depth.*`; a segmentation head has no place here and is left out) or a CoopNet run's; the
+        FlowNet and the quantiles stay as they are. Returns the names copied."""
+        from depthnb.engine import load_checkpoint
+        theirs = load_checkpoint(path)['model']
+        renames = {'net.': 'depth.', 'depth.': 'depth.', 'pose.': 'pose.'}
+        return copy_weights(self, theirs, renames, f'init {path}')
+
+    def on_stage_start(self, stage, index: int) -> None:
+        "When training starts (not when a run resumes: its checkpoint holds its own weights), load `init`."
+        if self.init is not None and not self.initialised:
+            self.init_from(self.init)
+        self.initialised = True
 
     def on_epoch_end(self, dataset: str, epoch: int) -> None:
         """The engine's epoch hook: this epoch's running quantiles become those the split uses next (under DDP

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from ..core import DepthnbInputError
 from ..geometry import warp_by_pose
 from ..losses import edge_aware_smoothness, masked_mean, min_reprojection, photometric_error
-from ..method import Method
+from ..method import Method, copy_weights
 from ..models.mono import DepthNet, PoseNet, sigmoid_to_depth, source_poses
 from ..models.stereo import crop_to_scale, pad_to_multiple
 
@@ -250,14 +250,8 @@ class SGDepth(Method):
         names copied. θ_Λ and the epoch counters are not copied."""
         from depthnb.engine import load_checkpoint
         theirs = load_checkpoint(path, method=self.name)['model']
-        mine = self.state_dict()
-        fits = lambda k, v: k in mine and torch.is_tensor(v) and v.shape == mine[k].shape
-        copied = {k: v for k, v in theirs.items() if k.startswith(('net.', 'pose.')) and fits(k, v)}
-        for prefix in ('net.encoder.', 'pose.'):
-            if not any(k.startswith(prefix) for k in copied):
-                raise DepthnbInputError(f'init {path}: no {prefix[:-1]} weights that fit this SGDepth')
-        self.load_state_dict(copied, strict=False)
-        return sorted(copied)
+        return copy_weights(self, theirs, {'net.encoder.': 'net.encoder.', 'net.': 'net.', 'pose.': 'pose.'},
+                            f'init {path}')
 
     def on_stage_start(self, stage, index: int) -> None:
         "When training starts (not when a run resumes: its checkpoint holds its own weights), load `init`."
