@@ -14,6 +14,7 @@ import torch.nn.functional as F
 import depthnb
 from depthnb.analysis.delta import DeltaHistograms, gt_delta, outside_fraction, read_delta_log, split_by_motion
 from depthnb.core import DepthnbInputError
+from depthnb.engine import Callback, load_checkpoint
 from depthnb.data.synthetic import Street
 from depthnb.evaluation import predict_inputs
 from depthnb.experiments import coopnet as recipe
@@ -293,6 +294,51 @@ def test_train_with_the_engine_and_the_delta_callback(tmp_path):
     assert reloaded.quantiles.state() == trained.quantiles.state()
 
 
+class Crash(Callback):
+    "Raise at step `k`, before that step's checkpoint, as a crash would."
+    def __init__(self, k):
+        self.k = k
+
+    def on_step_end(self, trainer, losses):
+        if trainer.step == self.k:
+            raise KeyboardInterrupt
+
+
+def test_init_from_an_sgdepth_run_once_and_not_on_resume(tmp_path):
+    """`init`: DepthNet and PoseNet start from an SGDepth run's (`net.*` → `depth.*`), the FlowNet stays as it
+    was; through the engine `init` is loaded when training starts, not again when a run resumes."""
+    street = {'type': 'SyntheticVideo', 'args': {'world': 'street', 'size': [48, 144], 'n': 4, 'traffic': 3}}
+    sgdepth = dict(method='sgdepth', method_args={'variant': 'depth_only', 'epochs': 2}, seed=0,
+                   data={'video': street}, stages=[{'name': 'depth', 'steps': 2, 'lr': 1e-3, 'data': ['video']}],
+                   batch_size=2, log_every=1, ckpt_every=2, tensorboard=False, progress=False,
+                   out=str(tmp_path / 'init'))
+    source = depthnb.train(sgdepth)
+    fresh = CoopNet('baseline', **TINY)
+    flow_before = {k: v.clone() for k, v in fresh.flow.state_dict().items()}
+    copied = fresh.init_from(tmp_path / 'init')
+    assert any(k.startswith('pose.') for k in copied) and not any(k.startswith('flow.') for k in copied)
+    torch.testing.assert_close(fresh.depth.encoder.state_dict(), source.net.encoder.state_dict())
+    torch.testing.assert_close(fresh.pose.state_dict(), source.pose.state_dict())
+    torch.testing.assert_close(fresh.flow.state_dict(), flow_before)
+    with pytest.raises(DepthnbInputError, match='init'):
+        CoopNet(**TINY).init_from(tmp_path / 'nothing')
+    config = lambda out: dict(method='coopnet', seed=0, data={'street': street},
+                              method_args={'variant': 'coopnet', 'burn_in': 1, 'init': str(tmp_path / 'init'),
+                                           **TINY},
+                              stages=[{'name': 'coopnet', 'steps': 3, 'lr': 1e-3, 'data': ['street']}],
+                              batch_size=2, log_every=1, ckpt_every=1, tensorboard=False, progress=False,
+                              out=str(out))
+    with pytest.raises(KeyboardInterrupt):
+        depthnb.train(config(tmp_path / 'b'), callbacks=[Crash(2)])
+    after_one = load_checkpoint(tmp_path / 'b')
+    assert after_one['step'] == 1 and after_one['model']['_extra_state']['initialised']
+    straight = depthnb.train(config(tmp_path / 'a'))
+    resumed = depthnb.train(config(tmp_path / 'b'))
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        if torch.is_tensor(a):
+            torch.testing.assert_close(a, b, msg=name)
+
+
 def test_split_by_motion_and_outside_fraction():
     d = torch.tensor([-1., 0., 0.1, 2.], dtype=torch.float64).view(1, 1, 2, 2)
     moving = torch.tensor([True, False, False, True]).view(1, 1, 2, 2)
@@ -313,9 +359,13 @@ def test_method_module_imports_no_analysis():
 def test_recipe_config():
     cfg = recipe.experiment_config('coopnet', '/tmp/x', seed=1, burn_in=3)
     assert cfg['method_args']['burn_in'] == 3 and cfg['seed'] == 1 and cfg['tensorboard'] is True
-    assert cfg['data']['street']['type'] == 'SyntheticVideo' and cfg['ckpt_every'] == 80
+    assert cfg['data']['street']['type'] == 'SyntheticVideo' and cfg['ckpt_every'] == 60
     assert all(cfg['method_args'][k] == 0 for k in ('consistency', 'fwd_bwd', 'epipolar', 'variance'))
-    assert recipe.video_cache_path(320, 0, (64, 192)).name == 'street-traffic3-video-64x192-s0-n320'
+    assert 'init' not in cfg['method_args']
+    assert recipe.experiment_config('coopnet', '/tmp/x', init='/r/init')['method_args']['init'] == '/r/init'
+    assert recipe.video_cache_path(240, 0, (64, 192)).name == 'street-traffic3-video-64x192-s0-n240'
+    with pytest.raises(DepthnbInputError, match='not a finished run'):
+        recipe.run_experiment(init='/nonexistent/init', render_only=True)
 
 
 def test_script_options():
@@ -327,7 +377,8 @@ def test_script_options():
     a = script.parse_args(['--variants', 'coopnet', 'baseline', '--seeds', '1', '--shard', '1', '2',
                            '--render-only'])
     assert a.variants == ['coopnet', 'baseline'] and a.seeds == [1] and a.shard == [1, 2] and a.render_only
-    assert (a.steps, a.batch_size, a.n_train, a.burn_in, a.traffic) == (400, 4, 320, 1, 3.0)
+    assert (a.steps, a.batch_size, a.n_train, a.burn_in, a.traffic) == (400, 4, 240, 1, 3.0)
+    assert a.init == 'results/sgdepth/runs/init' and script.parse_args(['--init', 'none']).init == 'none'
 
 
 def test_quantiles_averaged_over_processes(tmp_path, video):
