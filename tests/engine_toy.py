@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from depthnb.engine import leave_process_group, Method, TrainConfig, from_dict, train  # noqa: E402
+from depthnb.engine import Callback, leave_process_group, Method, TrainConfig, from_dict, train  # noqa: E402
 
 
 class ToyData(torch.utils.data.Dataset):
@@ -73,6 +73,16 @@ class Toy(Method):
 
 def config(out, steps=8, batch=4, ckpt_every=1) -> TrainConfig:
     return from_dict(TrainConfig, Toy.default_config(steps, batch, ckpt_every) | {'out': str(out)})
+
+
+class Crash(Callback):
+    "Raise at step `k`, before that step's checkpoint: the state of step k is lost, as in a crash."
+    def __init__(self, k):
+        self.k = k
+
+    def on_step_end(self, trainer, losses):
+        if trainer.step == self.k:
+            raise KeyboardInterrupt
 
 
 class KillAt:

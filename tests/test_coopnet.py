@@ -14,7 +14,8 @@ import torch.nn.functional as F
 import depthnb
 from depthnb.analysis.delta import DeltaHistograms, gt_delta, outside_fraction, read_delta_log, split_by_motion
 from depthnb.core import DepthnbInputError
-from depthnb.engine import Callback, load_checkpoint
+from depthnb.engine import load_checkpoint
+from engine_toy import Crash   # tests/ is on sys.path (pytest's rootdir-less test folder)
 from depthnb.data.synthetic import Street
 from depthnb.evaluation import predict_inputs
 from depthnb.experiments import coopnet as recipe
@@ -292,16 +293,6 @@ def test_train_with_the_engine_and_the_delta_callback(tmp_path):
     assert (tmp_path / 'tb').is_dir()
     reloaded = depthnb.load(tmp_path, 'cpu')
     assert reloaded.quantiles.state() == trained.quantiles.state()
-
-
-class Crash(Callback):
-    "Raise at step `k`, before that step's checkpoint, as a crash would."
-    def __init__(self, k):
-        self.k = k
-
-    def on_step_end(self, trainer, losses):
-        if trainer.step == self.k:
-            raise KeyboardInterrupt
 
 
 def test_init_from_an_sgdepth_run_once_and_not_on_resume(tmp_path):

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TOY = ROOT / 'tests' / 'engine_toy.py'
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
-from tests.engine_toy import Toy, ToyData, config  # noqa: E402
+from tests.engine_toy import Crash, Toy, ToyData, config  # noqa: E402
 
 
 def run(*args, **kw):
@@ -87,16 +87,6 @@ def test_kill_and_resume_is_exact(tmp_path):
     assert killed.returncode == -9
     assert run(tmp_path / 'part2', '--steps', 8, '--resume').returncode == 0
     assert_same(a, params(tmp_path / 'part2' / 'params_rank0.pt'))
-
-
-class Crash(Callback):
-    "Raise at step `k`, before that step's checkpoint: the state of step k is lost, as in a crash."
-    def __init__(self, k):
-        self.k = k
-
-    def on_step_end(self, trainer, losses):
-        if trainer.step == self.k:
-            raise KeyboardInterrupt
 
 
 @pytest.mark.parametrize('crash_at, saved', [(4, (3, 0, 3)), (5, (4, 1, 0))])

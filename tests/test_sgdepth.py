@@ -9,7 +9,8 @@ import torch
 
 import depthnb
 from depthnb.core import DepthnbInputError
-from depthnb.engine import Callback, load_checkpoint
+from depthnb.engine import load_checkpoint
+from engine_toy import Crash   # tests/ is on sys.path (pytest's rootdir-less test folder)
 from depthnb.data.synthetic import SEMANTIC, Street, SyntheticStereo, SyntheticVideo
 from depthnb.evaluation import predict_inputs
 from depthnb.experiments.sgdepth import scene_frames
@@ -249,16 +250,6 @@ class Listed(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         return self.items[i]
-
-
-class Crash(Callback):
-    "Raise at step `k`, before that step's checkpoint, as a crash would."
-    def __init__(self, k):
-        self.k = k
-
-    def on_step_end(self, trainer, losses):
-        if trainer.step == self.k:
-            raise KeyboardInterrupt
 
 
 def test_theta_survives_resume_through_the_engine(samples, tmp_path):
