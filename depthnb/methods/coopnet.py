@@ -347,8 +347,9 @@ class CoopNet(Method):
     - `baseline`: both branches on every pixel (eq. 1, Table 4 row 1);
     - `adaptive_min`: GLNet's adaptive minimum `min(Φ_rigid, Φ_flow)` per pixel (eq. 6–7, row 2);
     - `coopnet`: eq. 10 — the rigid branch on `V = V_η ∩ V_ζ` (eq. 14), the flow on every pixel weighted by
-      w(p) (eq. 11); the quantiles are those of the previous epoch (running P² estimates), and for the first
-      `burn_in` epochs it trains as `baseline`.
+      w(p) (eq. 11); the quantiles are those of the previous epoch (running P² estimates). For the first
+      `burn_in` epochs (§4.4) depth and pose train with monodepth2's loss — the minimum reprojection with
+      auto-masking, `min_reprojection` against the unwarped sources — and the flow as in `baseline`.
     `eta` (η = 0.15), `zeta` (ζ = 0.25, None: no flow-direction prior), `tail` (the levels of Γ in eq. 11:
     the `tail`- and `(1 − tail)`-quantiles; default η). Subsidiary weights (eq. 15, the paper's values):
     `smoothness` (λ_s, disparity and flow), `consistency` (λ_gc), `fwd_bwd`, `epipolar` (λ_ep), `variance`
@@ -517,15 +518,24 @@ class CoopNet(Method):
                 weights = flow_weights(d, *bounds['core'])
         return {'delta': d, 'delta_flow': d_flow, 'mask': mask, 'weights': weights}
 
-    def photometric_terms(self, per_scale: list[dict], split: dict) -> dict[str, torch.Tensor]:
-        "The variant's photometric loss (eq. 1, 6–7 or 10–11), averaged over the scales."
+    @property
+    def burning_in(self) -> bool:
+        "Whether this is the `coopnet` burn-in: depth and pose train with monodepth2's auto-masked loss."
+        return self.variant == 'coopnet' and not self.split_active
+
+    def photometric_terms(self, per_scale: list[dict], split: dict,
+                          identity: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The variant's photometric loss (eq. 1, 6–7 or 10–11), averaged over the scales. `identity`
+        (S×B×1×H×W, the errors of the unwarped sources) auto-masks the rigid term (the burn-in)."""
         n = len(per_scale)
-        rigid = [min_reprojection(e['rigid'])[0] for e in per_scale]
+        picked = [min_reprojection(e['rigid'], identity) for e in per_scale]
+        rigid = [best for best, _ in picked]
         flow = [min_reprojection(e['flow'])[0] for e in per_scale]
         if self.variant == 'adaptive_min':
             return {'adaptive': sum(torch.minimum(r, f).mean() for r, f in zip(rigid, flow)) / n}
-        mask, weights = split['mask'], split['weights']
-        rigid_term = sum(masked_mean(r, mask) for r in rigid) / n
+        weights = split['weights']
+        masks = [auto if identity is not None else split['mask'] for _, auto in picked]
+        rigid_term = sum(masked_mean(r, m) for r, m in zip(rigid, masks)) / n
         flow_term = sum((f if weights is None else weights * f).mean() for f in flow) / n
         return {'rigid': rigid_term, 'flow': flow_term}
 
@@ -572,7 +582,11 @@ class CoopNet(Method):
         nets = self.run_networks(target, sources)
         per_scale = [self.scale_errors(target, sources, K, nets, scale) for scale in range(self.scales)]
         split = self.observe_and_split(per_scale[0])
-        terms = self.photometric_terms(per_scale, split)
+        identity = None
+        if self.burning_in:
+            with _float32(target):
+                identity = torch.stack([photometric_error(target, source, self.alpha) for source in sources])
+        terms = self.photometric_terms(per_scale, split, identity)
         terms |= self.subsidiary_terms(target, K, nets, per_scale[0], split)
         self.last = {'source': name, 'epochs': self.quantiles.epochs, 'split_active': self.split_active,
                      **split}
