@@ -6,9 +6,10 @@
     python experiments/coopnet.py --threads 1 --shard 1 2 &             # each writes results/coopnet.json when done
 
 Renders the Street video caches (training, seed 0; held-out, seed 1000; denser traffic) into --cache, trains
-each variant (`baseline`, `adaptive_min`, `coopnet`) with each seed, DepthNet and PoseNet from --init (the
-SGDepth experiment's shared init: run experiments/sgdepth.py first, or pass --init none)
-(`depthnb.experiments.coopnet.experiment_config`, run folders in --runs, with the Δ histograms of
+the shared start (runs/init: `coopnet` in its burn-in for --pretrain-steps, DepthNet and PoseNet from --init, the
+SGDepth experiment's shared init: run experiments/sgdepth.py first, or pass --init none), then each variant
+(`baseline`, `adaptive_min`, `coopnet`) with each seed from it (`depthnb.experiments.coopnet.experiment_config`,
+run folders in --runs, with the Δ histograms of
 `depthnb.analysis.delta.DeltaHistograms` in TensorBoard and delta.jsonl; interrupted runs resume), evaluates
 depth (Eigen metrics, median scaling) on all pixels (`street`) and on moving pixels (`street_moving`), flow EPE
 on both and the snippet ATE, and writes --out (results/coopnet.json: setup, variants → set → metric →
@@ -39,6 +40,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--init', default='results/sgdepth/runs/init',
                    help="the finished run whose DepthNet and PoseNet every run starts from (SGDepth's shared "
                         "init); 'none': random weights")
+    p.add_argument('--pretrain-steps', type=int, default=recipe.PRETRAIN_STEPS,
+                   help='steps of the shared start (coopnet in its burn-in); 0: none')
+    p.add_argument('--pretrain-lr', type=float, default=recipe.PRETRAIN_LR)
     p.add_argument('--burn-in', type=int, default=1, help='epochs before the CoopNet split')
     p.add_argument('--traffic', type=float, default=recipe.TRAFFIC, help='Street(traffic=…); 1: the default')
     p.add_argument('--shard', type=int, nargs=2, default=[0, 1], metavar=('INDEX', 'COUNT'),
@@ -64,7 +68,8 @@ def main(argv=None) -> dict | None:
     results = recipe.run_experiment(
         variants=a.variants, seeds=a.seeds, size=tuple(a.size), steps=a.steps, batch_size=a.batch_size,
         lr=a.lr, n_train=a.n_train, n_eval=a.n_eval, burn_in=a.burn_in, traffic=a.traffic,
-        shard=tuple(a.shard), init=None if a.init.lower() == 'none' else a.init, cache=a.cache, runs=a.runs,
+        shard=tuple(a.shard), init=None if a.init.lower() == 'none' else a.init,
+        pretrain_steps=a.pretrain_steps, pretrain_lr=a.pretrain_lr, cache=a.cache, runs=a.runs,
         configs=a.configs, out=a.out, workers=a.workers,
         delta_every=a.delta_every, render_only=a.render_only,
         command='python experiments/coopnet.py ' + ' '.join(args))

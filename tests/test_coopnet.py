@@ -344,6 +344,9 @@ def test_init_from_an_sgdepth_run_once_and_not_on_resume(tmp_path):
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         if torch.is_tensor(a):
             torch.testing.assert_close(a, b, msg=name)
+    later = CoopNet('coopnet', **TINY)                              # from a CoopNet run: its FlowNet too
+    assert any(k.startswith('flow.') for k in later.init_from(tmp_path / 'a'))
+    torch.testing.assert_close(later.flow.state_dict(), straight.flow.state_dict())
 
 
 def test_split_by_motion_and_outside_fraction():
@@ -385,6 +388,7 @@ def test_script_options():
                            '--render-only'])
     assert a.variants == ['coopnet', 'baseline'] and a.seeds == [1] and a.shard == [1, 2] and a.render_only
     assert (a.steps, a.batch_size, a.n_train, a.burn_in, a.traffic) == (400, 4, 240, 1, 3.0)
+    assert (a.pretrain_steps, a.pretrain_lr) == (recipe.PRETRAIN_STEPS, recipe.PRETRAIN_LR)
     assert a.init == 'results/sgdepth/runs/init' and script.parse_args(['--init', 'none']).init == 'none'
 
 

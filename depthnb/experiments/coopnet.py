@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import time
@@ -22,11 +23,11 @@ from ..methods.coopnet import VARIANTS, CoopNet
 from .dfr import EVAL_SEED
 from .lsim import (EIGEN, check_request, collect, finished_runs, run_name, run_one, shards,
                                      single_run)
-from .sgdepth import DEPTH_KEYS, TRAFFIC, MovingDepthMetrics, cache_folder
+from .sgdepth import DEPTH_KEYS, TRAFFIC, MovingDepthMetrics, cache_folder, wait_for_run
 
 # %% auto #0
-__all__ = ['EVAL_SETS', 'SUBSIDIARY_OFF', 'video_cache_path', 'render_caches', 'experiment_config', 'evaluation_set',
-           'evaluate_run', 'StaticScene', 'experiment_setup', 'run_experiment']
+__all__ = ['EVAL_SETS', 'SUBSIDIARY_OFF', 'PRETRAIN_STEPS', 'PRETRAIN_LR', 'video_cache_path', 'render_caches',
+           'experiment_config', 'evaluation_set', 'evaluate_run', 'StaticScene', 'experiment_setup', 'run_experiment']
 
 # %% ../../nbs/74_experiments_coopnet.ipynb #bc075bae
 EVAL_SETS = ('street', 'street_moving')
@@ -116,14 +117,22 @@ class StaticScene:
         return out
 
 # %% ../../nbs/74_experiments_coopnet.ipynb #25a2ab4b
+PRETRAIN_STEPS = 0      # a shared burn-in: `coopnet` before its split, from `init`, Adam PRETRAIN_LR; 0: none
+PRETRAIN_LR = 3e-4
+
 def experiment_setup(size, steps: int, batch_size: int, lr: float, seeds, n_train: int, n_eval: int,
-                     burn_in: int, traffic: float, command: str = '', init: str | None = None) -> dict:
+                     burn_in: int, traffic: float, command: str = '', init: str | None = None,
+                     pretrain_steps: int = PRETRAIN_STEPS, pretrain_lr: float = PRETRAIN_LR) -> dict:
     "The `setup` record of `results/coopnet.json`: the recipe's arguments and where it ran."
-    start = (f'DepthNet and PoseNet from the run {init} (config: configs.init), FlowNet from random weights'
-             if init is not None else 'random weights')
+    pair = (f'DepthNet and PoseNet from the run {init} (config: configs.init), FlowNet from random weights'
+            if init is not None else 'random weights')
+    start = (f'every run starts from `init`: the burn-in of `coopnet` (depth and pose with monodepth2 loss, '
+             f'flow on every pixel), {pretrain_steps} steps, Adam {pretrain_lr:g}, seed 0, from {pair}'
+             if pretrain_steps else pair)
     return dict(size=list(size), steps=steps, batch_size=batch_size, lr=lr, seeds=list(seeds),
                 n_train=n_train, n_eval=n_eval, burn_in_epochs=burn_in, epoch_steps=n_train // batch_size,
-                traffic=traffic, eval_seed=EVAL_SEED, init=start,
+                traffic=traffic, eval_seed=EVAL_SEED, init=start, pretrain_steps=pretrain_steps,
+                pretrain_lr=pretrain_lr,
                 networks='DepthNet and PoseNet ResNet-18, FlowNet (depthnb.models), no ImageNet weights',
                 losses='photometric (the variant) + edge-aware smoothness of disparity and flow (λ_s = 0.01)',
                 train_data='Street video (seed 0, cached, traffic as given): left frames t−1, t, t+1 and K',
@@ -137,18 +146,21 @@ def experiment_setup(size, steps: int, batch_size: int, lr: float, seeds, n_trai
 def run_experiment(variants=VARIANTS, seeds=(0, 1, 2), size=(64, 192), steps: int = 400, batch_size: int = 4,
                    lr: float = 1e-4, n_train: int = 240, n_eval: int = 60, burn_in: int = 1,
                    traffic: float = TRAFFIC, shard: tuple[int, int] = (0, 1),
-                   init: str | os.PathLike | None = None,
+                   init: str | os.PathLike | None = None, pretrain_steps: int = PRETRAIN_STEPS,
+                   pretrain_lr: float = PRETRAIN_LR,
                    cache: str | os.PathLike = 'data_cache', runs: str | os.PathLike = 'results/coopnet/runs',
                    configs: str | os.PathLike = 'results/coopnet',
                    out: str | os.PathLike = 'results/coopnet.json',
                    workers: int = 1, delta_every: int = 10, render_only: bool = False, progress: bool = False,
                    command: str = '') -> dict | None:
-    """Render the caches; unless `render_only`, train and evaluate this `shard` = (index, count) of the runs
-    (every run's DepthNet and PoseNet from the finished run `init` when given — the SGDepth recipe's shared
-    init, `results/sgdepth/runs/init` — else from random weights) and write `out` from every finished run of
-    `variants × seeds` found in `runs`: `{'setup', 'variants': {variant: {eval set: {metric: {mean, std,
-    seeds}}}}, 'configs': {variant: the config of seed 0}}`, with the rows `static` (`StaticScene`) and, with
-    `init`, `init` (its depth and ATE; its FlowNet is untrained). Returns that dict (None: `render_only`)."""
+    """Render the caches; unless `render_only`, train the shared start (`runs`/init: `coopnet` in its burn-in
+    for `pretrain_steps` at `pretrain_lr`, DepthNet and PoseNet from the finished run `init` when given — the
+    SGDepth recipe's shared init, `results/sgdepth/runs/init` — else from random weights; shard 0 trains it,
+    the others wait; 0 steps: no shared start), train and evaluate this `shard` = (index, count) of the runs
+    from it, and write `out` from every finished run of `variants × seeds` found in `runs`: `{'setup',
+    'variants': {variant: {eval set: {metric: {mean, std, seeds}}}}, 'configs': {variant: the config of seed
+    0}}`, with the rows `init` (the shared start, or the pair of `init` without its untrained flow) and
+    `static` (`StaticScene`). Returns that dict (None: `render_only`)."""
     index, count = check_request(variants, VARIANTS, shard)
     if init is not None and not (Path(init) / 'results.json').is_file():
         raise DepthnbInputError(f'init {init}: not a finished run (no results.json); train the shared init '
@@ -158,31 +170,42 @@ def run_experiment(variants=VARIANTS, seeds=(0, 1, 2), size=(64, 192), steps: in
     if render_only:
         return None
     dataset = evaluation_set(size, n_eval, traffic, cache)
+    start = None if init is None else str(init)
+    if pretrain_steps:
+        never = math.ceil(pretrain_steps / (n_train // batch_size)) + 1         # more epochs than it trains
+        start_config = experiment_config('coopnet', Path(runs) / 'init', size, pretrain_steps, batch_size,
+                                         pretrain_lr, n_train, never, traffic, cache, 0, init=start)
+        start_result = (run_one(start_config, dataset, progress, evaluate=evaluate_run,
+                                callbacks=[DeltaHistograms(delta_every)]) if index == 0
+                        else wait_for_run(start_config))
+        start = start_config['out']
     config_of = lambda v, s: experiment_config(v, Path(runs) / run_name(v, s), size, steps, batch_size, lr,
-                                               n_train, burn_in, traffic, cache, s, init=init)
+                                               n_train, burn_in, traffic, cache, s, init=start)
     for variant in variants:
         text = yaml.safe_dump(config_of(variant, 0), sort_keys=False)
         atomic_write(Path(configs) / f'{variant}.yaml', text)
     for variant, seed in shards(variants, seeds, count)[index]:
-        started = time.time()
         result = run_one(config_of(variant, seed), dataset, progress, evaluate=evaluate_run,
                          callbacks=[DeltaHistograms(delta_every)])
         street = result['metrics']['street']
-        seconds = time.time() - started
         print(f"{run_name(variant, seed)}: street abs_rel {street['abs_rel']:.4f}, flow_epe "
-              f"{street['flow_epe']:.3f}, ate {street['ate']:.4f} ({seconds:.0f} s)", flush=True)
+              f"{street['flow_epe']:.3f}, ate {street['ate']:.4f} ({result['train_seconds']:.0f} s)",
+              flush=True)
     finished, missing = finished_runs(runs, variants, seeds, config_of)
     setup = experiment_setup(size, steps, batch_size, lr, seeds, n_train, n_eval, burn_in, traffic, command,
-                             None if init is None else str(init))
+                             None if init is None else str(init), pretrain_steps, pretrain_lr)
     setup['missing'] = missing
     configs_used = {v: config_of(v, 0) for v in variants}
     rows = collect(finished)
-    if init is not None:
-        start = CoopNet('baseline', init=str(init))
-        start.init_from(init)
-        init_metrics = evaluate_run(start, dataset)
+    if pretrain_steps:
+        rows['init'] = single_run(start_result['metrics'])
+        configs_used['init'] = start_config
+    elif init is not None:                                      # the pair of `init`; its FlowNet is untrained
+        start_method = CoopNet('baseline', init=str(init))
+        start_method.init_from(init)
+        start_metrics = evaluate_run(start_method, dataset)
         rows['init'] = single_run({name: {k: v for k, v in m.items() if k != 'flow_epe'}
-                                   for name, m in init_metrics.items()})
+                                   for name, m in start_metrics.items()})
         configs_used['init'] = json.loads((Path(init) / 'results.json').read_text())['config']
     rows['static'] = single_run(evaluate_run(StaticScene(), dataset, odometry=False))
     results = {'setup': setup, 'variants': rows, 'configs': configs_used}

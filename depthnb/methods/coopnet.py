@@ -410,12 +410,14 @@ class CoopNet(Method):
 
     # ---- a start from another run ------------------------------------------------------------------
     def init_from(self, path) -> list[str]:
-        """Copy the DepthNet and PoseNet weights of another run (a run folder or checkpoint): an SGDepth run's
-        (`net.*` → `depth.*`; a segmentation head has no place here and is left out) or a CoopNet run's; the
-        FlowNet and the quantiles stay as they are. Returns the names copied."""
+        """Copy the networks of another run (a run folder or checkpoint): an SGDepth run's DepthNet and
+        PoseNet (`net.*` → `depth.*`; a segmentation head has no place here and is left out), or a CoopNet
+        run's DepthNet, PoseNet and FlowNet. The quantiles stay as they are. Returns the names copied."""
         from depthnb.engine import load_checkpoint
         theirs = load_checkpoint(path)['model']
         renames = {'net.': 'depth.', 'depth.': 'depth.', 'pose.': 'pose.'}
+        if any(name.startswith('flow.') for name in theirs):
+            renames['flow.'] = 'flow.'
         return copy_weights(self, theirs, renames, f'init {path}')
 
     def on_stage_start(self, stage, index: int) -> None:
