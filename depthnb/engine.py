@@ -864,8 +864,8 @@ def join_process_group(backend: str, timeout=None) -> None:
 def leave_process_group() -> None:
     """Under torchrun: wait for every rank, then leave the process group, so that no rank exits while others
     still talk to it (a process that exits with the group still open can abort in gloo's teardown). Garbage
-    is collected first: a DDP wrapper left in a reference cycle would otherwise keep the group's worker threads
-    alive until the interpreter's finalisation, where their teardown can abort the process."""
+    is collected first: a DDP wrapper left in a reference cycle would otherwise keep the group's worker
+    threads alive until the interpreter's finalisation, where their teardown can abort the process."""
     if dist.is_available() and dist.is_initialized():
         gc.collect()
         dist.barrier()

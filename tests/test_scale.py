@@ -207,7 +207,9 @@ class Sleepy(torch.utils.data.Dataset):
 @pytest.mark.parametrize('die', [False, True])
 def test_a_hung_or_dead_loader_worker_stops_with_the_dataset_named(die):
     from depthnb.engine import DataLoaderError, Stream
-    stream = Stream('street-cache', Sleepy(die), batch_size=2, seed=0, workers=1, timeout=0.5)
+    # a dead worker is found by the DataLoader's status checks; its limit is long enough that a slow worker
+    # start on a busy machine cannot time out first (a flake seen once with 0.5 s); a hung one times out
+    stream = Stream('street-cache', Sleepy(die), batch_size=2, seed=0, workers=1, timeout=20. if die else 0.5)
     expected = 'worker died' if die else 'no batch came'
     with pytest.raises(DataLoaderError, match=f"dataset 'street-cache': .*{expected}"):
         stream.next()
