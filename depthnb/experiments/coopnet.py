@@ -98,8 +98,8 @@ def evaluate_run(method, dataset, n: int | None = None, batch_size: int = 4, odo
 # %% ../../nbs/74_experiments_coopnet.ipynb #8ea1bd66
 class StaticScene:
     """The prediction of a world that does not move: depth 1 at every pixel (with median scaling, each image's
-    median depth), zero flow, the identity pose — the floor a learned row has to beat (not for ATE: a camera
-    that does not move has no scale to align; `evaluate_run(…, odometry=False)`)."""
+    median depth) and zero flow — the floor a learned row has to beat. No poses: a camera that does not move
+    has no scale to align, so it has no ATE (`evaluate_run(…, odometry=False)`)."""
     name = 'static'
     stereo = False
     predict_keys = ('left', 'left_prev', 'left_next')
@@ -108,12 +108,8 @@ class StaticScene:
                 left_next: torch.Tensor | None = None) -> dict:
         b, _, h, w = left.shape
         out = {'depth': torch.ones_like(left[:, :1])}
-        for key, frame in (('prev', left_prev), ('next', left_next)):
-            if frame is not None:
-                out[f'T_{key}'] = torch.eye(4, dtype=left.dtype, device=left.device).expand(b, 4, 4)
-                out[f'flow_{key}'] = left.new_zeros(b, 2, h, w)
         if left_next is not None:
-            out['flow'] = out['flow_next']
+            out['flow'] = left.new_zeros(b, 2, h, w)                     # t → t+1, what `evaluate_run` scores
         return out
 
 # %% ../../nbs/74_experiments_coopnet.ipynb #25a2ab4b
